@@ -12,6 +12,7 @@ when not root) are reported as ``unknown`` rather than silently skipped.
 
 from __future__ import annotations
 
+import errno
 import os
 
 
@@ -60,8 +61,11 @@ def holders(paths, proc_root='/proc'):
         fd_dir = os.path.join(proc_root, pid, 'fd')
         try:
             fds = os.listdir(fd_dir)
-        except OSError:
-            unreadable += 1
+        except OSError as e:
+            # A process that exited between listdir(/proc) and here holds nothing;
+            # only a fd table we were denied is unknown.
+            if e.errno not in (errno.ENOENT, errno.ESRCH):
+                unreadable += 1
             continue
         seen = set()
         for fd in fds:

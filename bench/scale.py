@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Scale benchmark: ``playbooks/site.yml`` on 1, 5 and 10 local pairs, in one run.
+
+Each size gets a freshly built estate (N pairs = 2N pm2 apps on this machine, one
+PM2_HOME), a prober on every color at 20 Hz and a writer on every BLUE (5/s
+each), then site.yml with the timing callback. Reported: wall time per size, the
+ratio 10 pairs / 1 pair (target <= 2x), unavailability, acknowledged writes
+missing (must be 0) and the slowest tasks of the largest run (where the time goes).
+
+Usage: .venv/bin/python bench/scale.py [--sizes 1,5,10] [--keep] [--no-doc]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _estate as E
+
+TARGET_RATIO = 2.0
+
+
+def one_size(workdir: Path, pairs: int, rate: float) -> dict:
+    estate = E.Estate(workdir / f"pairs{pairs}", pairs=pairs)
+    try:
+        t0 = time.monotonic()
+        estate.build()
+        build_s = time.monotonic() - t0
+        timing_file = estate.root / "timing-site.json"
+        blues = [h for h in estate.hosts if h.color == "blue"]
+        prober = E.Prober(estate.hosts).start()
+        writers = [E.Writer(h, rate=rate).start() for h in blues]
+        time.sleep(2)
+        mono0 = time.monotonic()
+        run = estate.playbook("site.yml", env=E.timing_env(timing_file), log_name="site")
+        total_s = time.monotonic() - mono0
+        time.sleep(2)
+        for w in writers:
+            w.stop()
+        prober.stop()
+        missing = sum(len(w.missing_from(Path(os.path.realpath(w.host.db_path)))) for w in writers)
+        timing = E.load_timing(timing_file) if timing_file.exists() else {"tasks": [], "plays": []}
+        probe = prober.summary()
+        blue_probe = [probe[h.name] for h in blues]
+        green_probe = [probe[h.name] for h in estate.hosts if h.color == "green"]
+        shared_ok = all(os.path.realpath(estate.host(p, "blue").db_path) == os.path.realpath(estate.host(p, "green").db_path)
+                        for p in range(1, pairs + 1))
+        return {
+            "pairs": pairs,
+            "rc": run.rc,
+            "log": str(run.log),
+            "build_s": round(build_s, 1),
+            "total_s": round(total_s, 2),
+            "phases_s": E.phase_times(timing) if timing["tasks"] else {},
+            "tasks": len(timing["tasks"]),
+            "blue_longest_gap_ms_max": max(p["longest_gap_ms"] for p in blue_probe),
+            "blue_total_unavailable_ms_max": max(p["total_unavailable_ms"] for p in blue_probe),
+            "green_total_unavailable_ms_max": max(p["total_unavailable_ms"] for p in green_probe),
+            "acknowledged": sum(len(w.acked) for w in writers),
+            "missing_acknowledged": missing,
+            "all_pairs_shared": shared_ok,
+            "slowest_tasks": E.slowest_tasks(timing, 12) if timing["tasks"] else [],
+            "loadavg_after": Path("/proc/loadavg").read_text(encoding="ascii").split()[0],
+        }
+    finally:
+        estate.kill()
+
+
+def fmt_section(info: dict, res: list[dict], rate: float) -> str:
+    lines = [
+        "`make bench-scale` (`bench/scale.py`): `playbooks/site.yml` on 1, 5 and 10 local pairs, one after the other in one",
+        "invocation; each size on a freshly built estate (N pairs = 2N real pm2 apps on this machine, `forks = 20` from",
+        f"ansible.cfg). A prober on every color at 20 Hz, a writer on every BLUE at {rate:.0f} writes/s.",
+        "",
+        E.machine_line(info),
+        "",
+        "| pairs | rc | total s | phase1 s | phase2 s | cors s | tasks | worst BLUE longest gap ms | worst BLUE total ms "
+        "| worst GREEN total ms | writes acked | acked missing | every pair on its shared DB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in res:
+        ph = r["phases_s"]
+        lines.append(
+            f"| {r['pairs']} | {r['rc']} | {r['total_s']:.1f} | {ph.get('phase1', 0):.1f} | {ph.get('phase2', 0):.1f} "
+            f"| {ph.get('cors', 0):.1f} | {r['tasks']} | {r['blue_longest_gap_ms_max']} | {r['blue_total_unavailable_ms_max']} "
+            f"| {r['green_total_unavailable_ms_max']} | {r['acknowledged']} | **{r['missing_acknowledged']}** | {r['all_pairs_shared']} |")
+    by = {r["pairs"]: r for r in res}
+    if 1 in by and max(by) > 1 and by[1]["total_s"] > 0:
+        big = max(by)
+        ratio = by[big]["total_s"] / by[1]["total_s"]
+        lines += [
+            "",
+            f"Ratio {big} pairs / 1 pair: **{ratio:.2f}x** (target <= {TARGET_RATIO:.0f}x: {'met' if ratio <= TARGET_RATIO else 'MISSED'}).",
+        ]
+        slow = by[big]["slowest_tasks"]
+        if slow:
+            lines += ["", f"Where the time goes with {big} pairs (slowest tasks, wall time from task start to the next task's start, "
+                      "i.e. until the last of the hosts finished):", "",
+                      "| role | task | module | s | s with 1 pair |", "|---|---|---|---|---|"]
+            one = {(t["role"], t["name"]): t["seconds"] for t in by[1]["slowest_tasks"]}
+            for t in slow:
+                s1 = one.get((t["role"], t["name"]))
+                lines.append(f"| {t['role']} | {t['name']} | {t['action']} | {t['seconds']:.2f} | {'' if s1 is None else f'{s1:.2f}'} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="1,5,10")
+    ap.add_argument("--rate", type=float, default=5.0, help="writes per second per BLUE")
+    ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--no-doc", action="store_true")
+    args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    info = E.machine_info()
+    work = Path(tempfile.mkdtemp(prefix="dbfix-bench-scale-"))
+    res = []
+    for n in sizes:
+        r = one_size(work, n, args.rate)
+        res.append(r)
+        print(f"{n} pair(s): rc={r['rc']} total={r['total_s']:.1f}s phases={r['phases_s']} worst BLUE gap={r['blue_longest_gap_ms_max']}ms "
+              f"missing={r['missing_acknowledged']} build={r['build_s']}s", flush=True)
+    results_dir = E.ROOT / "bench" / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir / f"scale-{time.strftime('%Y%m%dT%H%M%S')}.json").write_text(json.dumps({"machine": info, "sizes": res}, indent=1),
+                                                                              encoding="utf-8")
+    section = fmt_section(info, res, args.rate)
+    print(section)
+    if not args.no_doc:
+        print("updated", E.update_doc_section("Scale", section))
+    if args.keep or any(r["rc"] != 0 for r in res):
+        print("estates kept under", work)
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+    return 1 if any(r["rc"] != 0 or r["missing_acknowledged"] for r in res) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

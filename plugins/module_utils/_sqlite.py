@@ -1,0 +1,640 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, bluegreen.dbfix contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""SQLite helpers shared by sqlite_backup, sqlite_migrate and sqlite_info.
+
+The central piece is :func:`snapshot_copy`: a consistent copy of a *live*
+database that is as fast as a plain file copy.
+
+How it stays consistent
+-----------------------
+A connection opens a read transaction (``BEGIN`` + a ``SELECT``), which pins one
+committed state (a snapshot) for as long as it is held.
+
+* Rollback-journal mode: the read transaction holds a SHARED lock, so no writer
+  can change the database file until we release it. We copy the first
+  ``page_count`` pages. Writers are blocked for the length of the copy; that is
+  inherent to rollback-journal mode (``Connection.backup`` blocks them too).
+* WAL mode: writers keep appending to the ``-wal`` file while we copy. The
+  snapshot is the database file plus WAL frames ``1..mxFrame``. We learn
+  ``mxFrame`` from the wal-index header in the ``-shm`` file, read once before and
+  once after the snapshot is taken: if both reads are identical (the header
+  carries a change counter) nobody committed in between, so the header *is* the
+  snapshot's. (Otherwise we retry; after a few tries we briefly take the write
+  lock with ``BEGIN IMMEDIATE`` so the header cannot move, and release it as soon
+  as the snapshot is pinned.)
+  While we hold the snapshot a checkpoint may still copy WAL frames into the
+  database file, but never frames past any reader's mark, so every page it
+  rewrites is a page that also has a frame ``<= mxFrame`` in the WAL. We overlay
+  the newest frame ``<= mxFrame`` of each such page onto the copy, so a page the
+  checkpointer was rewriting while we read it (torn or not) is replaced by its
+  snapshot version. The WAL cannot be restarted (overwritten from frame 1) while
+  a reader uses a non-zero read mark; a reader only gets mark 0 when the WAL was
+  fully checkpointed, in which case the database file alone is the snapshot and
+  checkpoints cannot write to it (they need read-lock 0). The page count comes
+  from the same header and is cross-checked with ``PRAGMA page_count`` inside the
+  snapshot. The result is a self-contained database (no ``-wal`` needed).
+  Anything unexpected (no readable ``-shm``, salts that do not match, a page
+  missing) falls back to the ``Connection.backup`` API, which is slower but
+  equally consistent.
+
+The copy is streamed through user space in large chunks, hashed (sha256) by a
+second thread while the next chunk is written, into a temporary file in the
+destination folder, fsync'ed and renamed (see :class:`AtomicFile`).
+"""
+
+from __future__ import annotations
+
+import bisect
+import errno
+import hashlib
+import os
+import re
+import sqlite3
+import struct
+import threading
+import time
+
+try:
+    from urllib.parse import quote
+except ImportError:  # pragma: no cover - Python 2 is not supported
+    from urllib import quote  # type: ignore
+
+SQLITE_MAGIC = b'SQLite format 3\x00'
+CHUNK = 8 * 1024 * 1024
+WAL_HEADER = 32
+WAL_FRAME_HEADER = 24
+BACKUP_RE_TEMPLATE = r'^%s\.backup\.(\d{8}_\d{6})$'
+TIMESTAMP_RE = re.compile(r'^\d{8}_\d{6}$')
+
+
+class DbfixError(Exception):
+    """An error whose message is ready for ``fail_json``."""
+
+    def __init__(self, msg, **details):
+        super().__init__(msg)
+        self.msg = msg
+        self.details = details
+
+
+class _Fallback(Exception):
+    """Internal: the fast path cannot prove consistency; use the backup API."""
+
+
+# --------------------------------------------------------------------------- files
+
+
+def real_db_path(path):
+    """Resolve symlinks: SQLite itself opens (and puts -wal/-shm beside) the target."""
+    return os.path.realpath(path)
+
+
+def check_db_file(path, what='database'):
+    """Raise DbfixError unless ``path`` is an existing, non-empty SQLite file.
+
+    Returns the parsed header (page_size, wal flag).
+    """
+    if not os.path.lexists(path):
+        raise DbfixError('%s %s does not exist. Check the path (or create the database first).' % (what.capitalize(), path))
+    if os.path.islink(path) and not os.path.exists(path):
+        raise DbfixError('%s %s is a symlink whose target %s does not exist (dangling or looping link). Fix the link.'
+                         % (what.capitalize(), path, os.readlink(path)))
+    if os.path.isdir(path):
+        raise DbfixError('%s %s is a directory, not an SQLite file. Point the path at the database file itself.' % (what.capitalize(), path))
+    if not os.path.isfile(path):
+        raise DbfixError('%s %s is not a regular file. Point the path at an SQLite database file.' % (what.capitalize(), path))
+    try:
+        with open(path, 'rb') as f:
+            head = f.read(100)
+    except OSError as e:
+        raise DbfixError('Cannot read %s %s: %s. Run as a user that can read it.' % (what, path, e)) from e
+    if len(head) == 0:
+        raise DbfixError('%s %s is empty (0 bytes), not an SQLite database. Check the path; nothing was changed.' % (what.capitalize(), path))
+    if not head.startswith(SQLITE_MAGIC) or len(head) < 100:
+        raise DbfixError('%s %s is not an SQLite database (its first bytes are %r, not "SQLite format 3"). Check the path; nothing was changed.'
+                         % (what.capitalize(), path, head[:16]))
+    return parse_header(head)
+
+
+def parse_header(head):
+    psz = struct.unpack('>H', head[16:18])[0]
+    if psz == 1:
+        psz = 65536
+    return {'page_size': psz, 'wal': head[18] == 2 or head[19] == 2,
+            'header_pages': struct.unpack('>I', head[28:32])[0]}
+
+
+def sha256_file(path, chunk=CHUNK):
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
+def fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def check_dest_dir(dest_dir, what='destination folder'):
+    if not os.path.exists(dest_dir):
+        raise DbfixError('The %s %s does not exist. Create it first (ansible.builtin.file state=directory) or choose another one.'
+                         % (what, dest_dir))
+    if not os.path.isdir(dest_dir):
+        raise DbfixError('The %s %s is not a directory. Choose a folder.' % (what, dest_dir))
+    if not os.access(dest_dir, os.W_OK | os.X_OK):
+        raise DbfixError('The %s %s is not writable (read-only filesystem or permissions). Make it writable or choose another folder.'
+                         % (what, dest_dir))
+
+
+class AtomicFile:
+    """A temp file beside ``final`` that becomes ``final`` only on commit().
+
+    On any failure, abort() removes the temp file, so no partial file is ever
+    visible under the final name (disk full included).
+    """
+
+    def __init__(self, final):
+        self.final = final
+        self.dir = os.path.dirname(os.path.abspath(final)) or '.'
+        base = os.path.basename(final)
+        for i in range(100):
+            tmp = os.path.join(self.dir, '.%s.%d.%d.tmp' % (base, os.getpid(), i))
+            try:
+                self.fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except OSError as e:
+                if e.errno == errno.EEXIST:
+                    continue
+                raise
+            self.tmp = tmp
+            break
+        else:  # pragma: no cover
+            raise DbfixError('Cannot create a temp file in %s' % self.dir)
+        self.done = False
+
+    def write(self, data):
+        view = memoryview(data)
+        while view:
+            n = os.write(self.fd, view)
+            view = view[n:]
+
+    def commit(self, mode=None, uid=None, gid=None):
+        try:
+            if mode is not None:
+                os.fchmod(self.fd, mode)
+            if uid is not None or gid is not None:
+                try:
+                    os.fchown(self.fd, -1 if uid is None else uid, -1 if gid is None else gid)
+                except OSError:
+                    if os.geteuid() == 0:
+                        raise
+            os.fsync(self.fd)
+            os.close(self.fd)
+            self.fd = None
+            os.replace(self.tmp, self.final)
+            self.done = True
+            fsync_dir(self.dir)
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self):
+        if self.fd is not None:
+            try:
+                os.close(self.fd)
+            except OSError:
+                pass
+            self.fd = None
+        if not self.done:
+            try:
+                os.unlink(self.tmp)
+            except OSError:
+                pass
+            self.done = True
+
+
+# --------------------------------------------------------------------------- connections
+
+
+def uri_for(path, mode=None, immutable=False):
+    q = []
+    if mode:
+        q.append('mode=%s' % mode)
+    if immutable:
+        q.append('immutable=1')
+    return 'file:%s%s' % (quote(os.path.abspath(path)), ('?' + '&'.join(q)) if q else '')
+
+
+def connect(path, busy_timeout_ms=5000, mode=None, immutable=False):
+    """Open with autocommit (isolation_level=None): we issue BEGIN/COMMIT ourselves."""
+    conn = sqlite3.connect(uri_for(path, mode, immutable), uri=True, timeout=max(busy_timeout_ms, 0) / 1000.0,
+                           isolation_level=None, check_same_thread=False)
+    conn.execute('PRAGMA busy_timeout=%d' % int(busy_timeout_ms))
+    return conn
+
+
+def is_locked_error(e):
+    s = str(e).lower()
+    return 'locked' in s or 'busy' in s
+
+
+def locked_message(path, busy_timeout_ms, err):
+    from ansible_collections.bluegreen.dbfix.plugins.module_utils._openfiles import describe, holders
+    rp = real_db_path(path)
+    found, _dummy = holders([rp, rp + '-wal', rp + '-shm', rp + '-journal'])
+    who = describe(found) if found else 'no holder visible in /proc'
+    return ('Database %s stayed locked longer than busy_timeout=%d ms (%s). Holders: %s. '
+            'Retry when the writer is done, or raise busy_timeout.' % (path, busy_timeout_ms, err, who))
+
+
+def integrity(conn, level):
+    """Run quick_check/integrity_check; return 'ok' or the list of messages."""
+    if level == 'none':
+        return None
+    pragma = 'quick_check' if level == 'quick' else 'integrity_check'
+    rows = [r[0] for r in conn.execute('PRAGMA %s' % pragma).fetchall()]
+    if rows == ['ok']:
+        return 'ok'
+    return rows
+
+
+def verify_file(path, level):
+    """Verify a file nobody else uses (immutable: no locks, no -wal/-shm created)."""
+    if level == 'none':
+        return None
+    conn = connect(path, 0, mode='ro', immutable=True)
+    try:
+        return integrity(conn, level)
+    finally:
+        conn.close()
+
+
+# --------------------------------------------------------------------------- snapshot copy
+
+
+class _ShmHeader:
+    __slots__ = ('mx_frame', 'n_backfill', 'n_page', 'page_size', 'raw', 'salt')
+
+
+def _read_shm_header(shm_fd):
+    """Read the wal-index header (both copies) and nBackfill; None if not usable."""
+    buf = os.pread(shm_fd, 136, 0)
+    if len(buf) < 136:
+        return None
+    h1, h2 = buf[0:48], buf[48:96]
+    if h1 != h2 or buf[12] != 1:  # torn read or not initialised
+        return None
+    iversion = struct.unpack('=I', h1[0:4])[0]
+    if iversion != 3007000:
+        return None
+    hdr = _ShmHeader()
+    hdr.raw = h1
+    psz = struct.unpack('=H', h1[14:16])[0]
+    hdr.page_size = 65536 if psz == 1 else psz
+    hdr.mx_frame, hdr.n_page = struct.unpack('=II', h1[16:24])
+    hdr.salt = h1[32:40]  # stored as the raw bytes of the WAL header's salts
+    hdr.n_backfill = struct.unpack('=I', buf[96:100])[0]
+    return hdr
+
+
+class Snapshot:
+    """A pinned, consistent read snapshot of a database and a way to stream its image."""
+
+    def __init__(self, path, busy_timeout_ms=5000, allow_fast=True):
+        self.path = path
+        self.real = real_db_path(path)
+        self.busy_timeout_ms = busy_timeout_ms
+        self.conn = None
+        self.method = None
+        self.journal_mode = None
+        self.page_size = None
+        self.n_page = None
+        self.wal_pages = []   # sorted page numbers with a frame <= mxFrame
+        self.wal_frame = {}   # page number -> newest frame index <= mxFrame
+        self.allow_fast = allow_fast
+        self._fds = []
+
+    # -- opening
+    def open(self):
+        check_db_file(self.path)
+        try:
+            # read-only: this connection never checkpoints or deletes the WAL when it closes
+            self.conn = connect(self.real, self.busy_timeout_ms, mode='ro')
+            self.conn.execute('PRAGMA query_only=1')
+            self.journal_mode = self.conn.execute('PRAGMA journal_mode').fetchone()[0].lower()
+            if self.journal_mode == 'wal':
+                self._open_wal()
+            else:
+                self._begin()
+                self.method = 'snapshot-copy' if self.allow_fast else 'backup-api'
+                self.page_size = self.conn.execute('PRAGMA page_size').fetchone()[0]
+                self.n_page = self.conn.execute('PRAGMA page_count').fetchone()[0]
+        except sqlite3.DatabaseError as e:
+            self.close()
+            if is_locked_error(e):
+                raise DbfixError(locked_message(self.path, self.busy_timeout_ms, e)) from e
+            raise DbfixError('Database %s cannot be read: SQLite says "%s" (the schema read failed, so the file is corrupt '
+                             'or not a database). Nothing was changed; restore it from a backup or repair it.' % (self.path, e)) from e
+        return self
+
+    def _begin(self):
+        self.conn.execute('BEGIN')
+        # the first read takes the lock / read mark that pins the snapshot
+        self.conn.execute('SELECT count(*) FROM sqlite_master').fetchone()
+
+    def _open_wal(self):
+        if not self.allow_fast:
+            self._begin()
+            self.method = 'backup-api'
+            return
+        try:
+            shm_fd = os.open(self.real + '-shm', os.O_RDONLY)
+        except OSError:
+            self._begin()
+            self.method = 'backup-api'
+            return
+        self._fds.append(shm_fd)
+        hdr = None
+        for attempt in range(20):
+            h1 = _read_shm_header(shm_fd)
+            self._begin()
+            h2 = _read_shm_header(shm_fd)
+            if h1 is not None and h2 is not None and h1.raw == h2.raw:
+                hdr = h2
+                break
+            self.conn.execute('COMMIT')
+            time.sleep(0.0005 * attempt)
+        if hdr is None:
+            # Busy writers: hold the write lock for the moment it takes to pin a snapshot.
+            w = connect(self.real, self.busy_timeout_ms)
+            try:
+                w.execute('BEGIN IMMEDIATE')
+                try:
+                    self._begin()
+                    h1 = _read_shm_header(shm_fd)
+                    h2 = _read_shm_header(shm_fd)
+                finally:
+                    w.execute('ROLLBACK')
+            finally:
+                w.close()
+            if h1 is None or h2 is None or h1.raw != h2.raw:
+                self.method = 'backup-api'
+                return
+            hdr = h2
+        self.page_size = self.conn.execute('PRAGMA page_size').fetchone()[0]
+        count = self.conn.execute('PRAGMA page_count').fetchone()[0]
+        if hdr.page_size != self.page_size or hdr.n_page != count:
+            self.method = 'backup-api'
+            return
+        self.n_page = count
+        if hdr.mx_frame > hdr.n_backfill:
+            try:
+                self._map_wal(hdr)
+            except _Fallback:
+                self.method = 'backup-api'
+                return
+        self.method = 'snapshot-copy'
+
+    def _map_wal(self, hdr):
+        try:
+            wal_fd = os.open(self.real + '-wal', os.O_RDONLY)
+        except OSError as e:
+            raise _Fallback() from e
+        self._fds.append(wal_fd)
+        self.wal_fd = wal_fd
+        psz = self.page_size
+        fsz = WAL_FRAME_HEADER + psz
+        head = os.pread(wal_fd, WAL_HEADER, 0)
+        if len(head) < WAL_HEADER or head[16:24] != hdr.salt:
+            raise _Fallback()
+        frames = {}
+        batch = max(1, CHUNK // fsz)
+        i = 1
+        while i <= hdr.mx_frame:
+            n = min(batch, hdr.mx_frame - i + 1)
+            buf = os.pread(wal_fd, n * fsz, WAL_HEADER + (i - 1) * fsz)
+            if len(buf) < n * fsz:
+                raise _Fallback()
+            for k in range(n):
+                off = k * fsz
+                if buf[off + 8:off + 16] != hdr.salt:
+                    raise _Fallback()
+                frames[struct.unpack('>I', buf[off:off + 4])[0]] = i + k
+            i += n
+        self.wal_frame = frames
+        self.wal_pages = sorted(frames)
+
+    def close(self):
+        for fd in self._fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._fds = []
+        if self.conn is not None:
+            try:
+                if self.conn.in_transaction:
+                    self.conn.execute('COMMIT')
+            except sqlite3.Error:
+                pass
+            self.conn.close()
+            self.conn = None
+
+    def __enter__(self):
+        return self.open()
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- streaming
+    def image_size(self):
+        return self.n_page * self.page_size
+
+    def _patch(self, buf, start, length):
+        """Overlay WAL pages (snapshot versions) onto buf holding bytes [start, start+length)."""
+        if not self.wal_pages:
+            return
+        psz = self.page_size
+        first = start // psz + 1
+        last = (start + length) // psz  # inclusive page number
+        lo = bisect.bisect_left(self.wal_pages, first)
+        hi = bisect.bisect_right(self.wal_pages, last)
+        fsz = WAL_FRAME_HEADER + psz
+        mv = memoryview(buf)
+        for pg in self.wal_pages[lo:hi]:
+            frame = self.wal_frame[pg]
+            off = (pg - 1) * psz - start
+            n = os.preadv(self.wal_fd, [mv[off:off + psz]], WAL_HEADER + (frame - 1) * fsz + WAL_FRAME_HEADER)
+            if n != psz:
+                raise _Fallback()
+
+    def stream(self, sink, chunk=CHUNK):
+        """Write the snapshot image to ``sink`` (callable taking a buffer, or None); return sha256 hex.
+
+        Hashing runs in a second thread while the main thread reads/writes the next chunk.
+        """
+        if self.method != 'snapshot-copy':
+            raise _Fallback()
+        total = self.image_size()
+        h = hashlib.sha256()
+        bufs = [bytearray(chunk), bytearray(chunk)]
+        pending = [None, None]
+        src = os.open(self.real, os.O_RDONLY)
+        try:
+            pos = 0
+            k = 0
+            while pos < total:
+                slot = k % 2
+                if pending[slot] is not None:
+                    pending[slot].join()
+                    pending[slot] = None
+                buf = bufs[slot]
+                want = min(chunk, total - pos)
+                mv = memoryview(buf)[:want]
+                got = os.preadv(src, [mv], pos)
+                if got < want:
+                    # bytes beyond the file's end must all come from the WAL
+                    psz = self.page_size
+                    for off in range(got - got % psz, want, psz):
+                        if (pos + off) // psz + 1 not in self.wal_frame:
+                            raise _Fallback()
+                self._patch(mv, pos, want)
+                # the previous chunk must be hashed before this one (order matters)
+                prev = pending[1 - slot]
+                t = threading.Thread(target=_hash_after, args=(h, mv, prev))
+                t.start()
+                pending[slot] = t
+                if sink is not None:
+                    sink(mv)
+                pos += want
+                k += 1
+            for t in pending:
+                if t is not None:
+                    t.join()
+        finally:
+            os.close(src)
+        return h.hexdigest()
+
+
+def _hash_after(h, data, prev):
+    if prev is not None:
+        prev.join()
+    h.update(data)
+
+
+def _backup_api_copy(snap, tmp_path):
+    """Fallback: SQLite's online backup API from the pinned connection."""
+    dst = sqlite3.connect(tmp_path, isolation_level=None)
+    try:
+        snap.conn.backup(dst)
+    finally:
+        dst.close()
+
+
+def snapshot_copy(path, dest_file=None, busy_timeout_ms=5000, *, mode=None, uid=None, gid=None, verify='quick',
+                  allow_fast=True, before_commit=None):
+    """Copy a consistent snapshot of ``path``; return a result dict.
+
+    ``dest_file`` None: nothing is written; only the snapshot's sha256/size are
+    computed (check mode, skip_unchanged). ``before_commit(info)`` may return
+    False to discard the copy (it was unchanged).
+    """
+    t0 = time.time()
+    snap = Snapshot(path, busy_timeout_ms, allow_fast=allow_fast).open()
+    out = None
+    try:
+        info = {'journal_mode': snap.journal_mode}
+        if dest_file is None:
+            if snap.method == 'snapshot-copy':
+                info['sha256'] = snap.stream(None)
+                info['size'] = snap.image_size()
+            else:
+                info['sha256'] = None
+                info['size'] = None
+            info['method'] = snap.method
+            info['integrity'] = None
+            return info
+        out = AtomicFile(dest_file)
+        try:
+            try:
+                info['sha256'] = snap.stream(out.write)
+                info['method'] = 'snapshot-copy'
+            except _Fallback:
+                os.ftruncate(out.fd, 0)
+                _backup_api_copy(snap, out.tmp)
+                info['sha256'] = sha256_file(out.tmp)
+                info['method'] = 'backup-api'
+        except sqlite3.DatabaseError as e:
+            if is_locked_error(e):
+                raise DbfixError(locked_message(path, busy_timeout_ms, e)) from e
+            raise DbfixError('Copying %s failed: SQLite says "%s". Nothing was written.' % (path, e)) from e
+        except OSError as e:
+            raise DbfixError('Writing the backup of %s to %s failed: %s (%s). No partial file was left; free space or choose '
+                             'another destination.' % (path, dest_file, os.strerror(e.errno) if e.errno else e, e)) from e
+        snap.close()  # release the snapshot before the (slow) verification
+        info['size'] = os.fstat(out.fd).st_size
+        info['integrity'] = None
+        if verify != 'none':
+            os.fsync(out.fd)
+            try:
+                info['integrity'] = verify_file(out.tmp, verify)
+            except sqlite3.DatabaseError as e:
+                info['integrity'] = [str(e)]
+            if info['integrity'] != 'ok':
+                raise DbfixError('The copy of %s failed %s (%s): %s. The source is corrupt; no backup was written. '
+                                 'Repair the database or restore an older backup.'
+                                 % (path, 'quick_check' if verify == 'quick' else 'integrity_check', verify,
+                                    '; '.join(info['integrity'][:10])))
+        if before_commit is not None and before_commit(info) is False:
+            out.abort()
+            info['duration_ms'] = int((time.time() - t0) * 1000)
+            return info
+        try:
+            out.commit(mode, uid, gid)
+        except OSError as e:
+            raise DbfixError('Finishing the backup %s of %s failed: %s. No partial file was left.' % (dest_file, path, e)) from e
+        info['duration_ms'] = int((time.time() - t0) * 1000)
+        return info
+    finally:
+        if out is not None:
+            out.abort()
+        snap.close()
+
+
+# --------------------------------------------------------------------------- backups on disk
+
+
+def backup_name(db_path, timestamp):
+    return '%s.backup.%s' % (os.path.basename(db_path), timestamp)
+
+
+def list_backups(dest_dir, db_name):
+    """This DB's backups in dest_dir, newest first (by timestamp in the name)."""
+    rx = re.compile(BACKUP_RE_TEMPLATE % re.escape(db_name))
+    found = []
+    try:
+        names = os.listdir(dest_dir)
+    except OSError:
+        return []
+    for n in names:
+        m = rx.match(n)
+        if m and os.path.isfile(os.path.join(dest_dir, n)):
+            found.append((m.group(1), os.path.join(dest_dir, n)))
+    found.sort(reverse=True)
+    return [p for dummy, p in found]
+
+
+def remove_sidecars(real_path):
+    for suffix in ('-wal', '-shm', '-journal'):
+        try:
+            os.unlink(real_path + suffix)
+        except OSError:
+            pass

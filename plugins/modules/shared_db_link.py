@@ -1,0 +1,731 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, bluegreen.dbfix contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+module: shared_db_link
+short_description: Turn an app's SQLite file into a symlink to a shared DB (keeping C(.OLD)), and back
+version_added: 0.1.0
+description:
+  - With O(state=linked), keeps the app's own database file as O(path) plus O(old_suffix)
+    (together with any C(-wal), C(-shm) and C(-journal) file beside it) and replaces O(path)
+    with a symlink to the absolute path of O(shared). O(path) never goes missing - the
+    C(.OLD) name is made first as a hard link to the same file, then a temporary symlink
+    is renamed over O(path) in one step.
+  - With O(state=unlinked), puts the C(.OLD) file (and its C(-wal)/C(-shm)) back in place
+    of the symlink, again in one rename.
+  - Refuses, and changes nothing, while any process has the file open (it names the
+    process ids and commands); when a C(.OLD) file already exists (it is never
+    overwritten); when O(shared) is not a SQLite database, lies on a network filesystem,
+    or sits in a folder the app's user cannot write.
+  - Before O(path) is kept as C(.OLD), a C(-wal) or hot C(-journal) beside it is
+    checkpointed into the file (nobody holds it, this was checked), so the C(.OLD)
+    file is complete on its own and a plain copy of it loses nothing. The logical
+    content is unchanged; the bytes of the main file change when the WAL held pages.
+  - The app's user is the owner of O(path) (for a symlink, the owner of the link
+    itself, which this module sets to the owner of the file it replaced; for a missing
+    O(path), the owner of its folder). It must be able to write the folder of
+    O(shared), because SQLite creates the C(-wal) and C(-shm) files there, and the
+    shared file itself. Only mode bits are read; access granted by ACLs alone is not
+    seen and leads to a refusal.
+author:
+  - bluegreen.dbfix contributors (!UNKNOWN)
+options:
+  path:
+    description:
+      - Absolute path of the app's database file (for example C(/home/ubuntu/TimeTracking-BLUE/server/database.db)).
+    type: path
+    required: true
+  shared:
+    description:
+      - Absolute path of the shared SQLite database the link points to.
+      - Required with O(state=linked); it must exist, start with the SQLite header and open read-only.
+      - With O(state=unlinked), when given, the link at O(path) must point to it (or O(force=true)).
+    type: path
+  state:
+    description:
+      - V(linked) makes O(path) a symlink to O(shared); V(unlinked) restores the C(.OLD) file.
+    type: str
+    choices: [linked, unlinked]
+    default: linked
+  old_suffix:
+    description:
+      - Suffix of the name the app's own file is kept under (O(path) plus this suffix).
+      - Must not be empty, contain C(/), or be one of SQLite's own suffixes C(-wal), C(-shm), C(-journal).
+    type: str
+    default: .OLD
+  force:
+    description:
+      - With O(state=linked), replace a symlink at O(path) that points somewhere other than
+        O(shared) (the file it pointed to is not touched, and no C(.OLD) is made of a link).
+      - With O(state=unlinked), restore the C(.OLD) file even when the link points somewhere other than O(shared).
+      - Never overrides the other checks (open files, existing C(.OLD), network filesystem, permissions).
+    type: bool
+    default: false
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Check mode runs every check (open files, C(.OLD), filesystem, permissions) and changes nothing; it does not checkpoint.
+  diff_mode:
+    support: full
+  idempotent:
+    description: When run twice in a row outside check mode, with the same arguments, the second run reports no change.
+    support: full
+  platform:
+    platforms: posix
+notes:
+  - Stop the app before running this module; it refuses while the file is open, and with
+    O(state=unlinked) while anyone has the shared database open.
+  - Network filesystems refused include NFS, CIFS/SMB, sshfs, 9p, virtiofs, AFS, Ceph,
+    GlusterFS, Lustre, GPFS, WebDAV and object-store FUSE mounts; C(overlay) and C(tmpfs)
+    are local and accepted.
+  - When the filesystem does not allow the hard link (for example C(fs.protected_hardlinks)
+    for a non-root user), the C(.OLD) file is made as a copy with the same owner, mode and
+    times instead; O(path) still never goes missing.
+'''
+
+EXAMPLES = r'''
+- name: Point BLUE's database at the shared one, keeping database.db.OLD
+  bluegreen.dbfix.shared_db_link:
+    path: /home/ubuntu/TimeTracking-BLUE/server/database.db
+    shared: /home/ubuntu/database-shared.db
+  register: blue_link
+
+- name: Roll back - put database.db.OLD back in place of the link
+  bluegreen.dbfix.shared_db_link:
+    path: /home/ubuntu/TimeTracking-BLUE/server/database.db
+    shared: /home/ubuntu/database-shared.db
+    state: unlinked
+
+- name: Replace a link someone made to another file
+  bluegreen.dbfix.shared_db_link:
+    path: /home/ubuntu/TimeTracking-Clean/server/database.db
+    shared: /home/ubuntu/database-shared.db
+    force: true
+'''
+
+RETURN = r'''
+previous:
+  description: What O(path) was before this run - V(file), V(absent), or V(link:<target>) with the link's text.
+  returned: always
+  type: str
+  sample: file
+target:
+  description: Where the symlink at O(path) points after the run; V(null) when O(path) is not a link afterwards.
+  returned: always
+  type: str
+  sample: /home/ubuntu/database-shared.db
+old_file:
+  description: The C(.OLD) path (O(path) plus O(old_suffix)), whether or not it exists after the run.
+  returned: always
+  type: str
+  sample: /home/ubuntu/TimeTracking-BLUE/server/database.db.OLD
+checkpointed:
+  description: Whether a C(-wal) or hot C(-journal) was merged into the file before it was moved (see description).
+  returned: always
+  type: bool
+  sample: false
+moved:
+  description: Files moved (or that would be moved in check mode), as C(source -> destination) strings, in order.
+  returned: always
+  type: list
+  elements: str
+  sample: ["/srv/app/database.db -> /srv/app/database.db.OLD"]
+old_method:
+  description: How the C(.OLD) file was made - V(hardlink), V(copy) (filesystem refused the hard link), or V(null) when none was made.
+  returned: always
+  type: str
+  sample: hardlink
+'''
+
+import errno
+import grp
+import os
+import pwd
+import stat
+import traceback
+from urllib.parse import quote
+
+try:
+    import sqlite3
+    HAS_SQLITE3 = True
+    SQLITE3_IMPORT_ERROR = None
+except ImportError:  # pragma: no cover - Python built without sqlite3
+    HAS_SQLITE3 = False
+    SQLITE3_IMPORT_ERROR = traceback.format_exc()
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.bluegreen.dbfix.plugins.module_utils._fsinfo import fs_info
+from ansible_collections.bluegreen.dbfix.plugins.module_utils._openfiles import describe, holders
+
+SIDECARS = ('-wal', '-shm', '-journal')
+SQLITE_MAGIC = b'SQLite format 3\x00'
+# errno values for which a hard link is impossible here but a copy is not.
+LINK_FALLBACK_ERRNOS = frozenset(e for e in (
+    errno.EPERM, errno.EMLINK, errno.EXDEV, getattr(errno, 'ENOTSUP', None), getattr(errno, 'EOPNOTSUPP', None),
+) if e is not None)
+
+
+class LinkError(Exception):
+    """A refusal: ``msg`` names the path, what was found and what to do."""
+
+    def __init__(self, msg, **details):
+        super().__init__(msg)
+        self.msg = msg
+        self.details = details
+
+
+def _lstat(path):
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
+
+
+def describe_path(path):
+    """``file``, ``absent``, ``link:<text>``, or ``other:<kind>`` for what is at ``path``."""
+    st = _lstat(path)
+    if st is None:
+        return 'absent'
+    if stat.S_ISLNK(st.st_mode):
+        return 'link:%s' % os.readlink(path)
+    if stat.S_ISREG(st.st_mode):
+        return 'file'
+    if stat.S_ISDIR(st.st_mode):
+        return 'other:directory'
+    return 'other:special file'
+
+
+def _same_file(a, b):
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _sqlite_uri(path, **query):
+    return 'file:%s?%s' % (quote(path, safe='/'), '&'.join('%s=%s' % kv for kv in sorted(query.items())))
+
+
+def _mode(st):
+    return '%04o' % stat.S_IMODE(st.st_mode)
+
+
+def _user_name(uid):
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _group_name(gid):
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def _groups_of(uid, fallback_gid):
+    try:
+        pw = pwd.getpwuid(uid)
+    except KeyError:
+        return {fallback_gid}
+    try:
+        return set(os.getgrouplist(pw.pw_name, pw.pw_gid))
+    except OSError:
+        return {pw.pw_gid}
+
+
+def can_access(uid, groups, st, want):
+    """POSIX mode-bit check: can ``uid`` (in ``groups``) get ``want`` (4=r, 2=w, 1=x) on ``st``.
+
+    Like the kernel, only one class applies: owner, else group, else other.
+    root may do anything (directories) - we do not model capabilities.
+    """
+    if uid == 0:
+        return True
+    mode = stat.S_IMODE(st.st_mode)
+    if st.st_uid == uid:
+        bits = (mode >> 6) & 7
+    elif st.st_gid in groups:
+        bits = (mode >> 3) & 7
+    else:
+        bits = mode & 7
+    return bits & want == want
+
+
+def _fsync_dir(directory):
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _copy_exclusive(src, dst):
+    """Copy ``src`` to a new ``dst`` (never overwriting), keeping mode, owner and times."""
+    st = os.stat(src)
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IMODE(st.st_mode))
+    try:
+        with os.fdopen(fd, 'wb') as out, open(src, 'rb') as inp:
+            while True:
+                chunk = inp.read(1024 * 1024)
+                if not chunk:
+                    break
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(dst, stat.S_IMODE(st.st_mode))
+        if os.geteuid() == 0:
+            os.chown(dst, st.st_uid, st.st_gid)
+        os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+    except BaseException:
+        try:
+            os.unlink(dst)
+        except OSError:
+            pass
+        raise
+
+
+def clone_file(src, dst):
+    """Give ``src``'s content a second name ``dst``; ``dst`` must not exist. Returns the method."""
+    try:
+        os.link(src, dst)
+        return 'hardlink'
+    except OSError as e:
+        if e.errno not in LINK_FALLBACK_ERRNOS:
+            raise
+    _copy_exclusive(src, dst)
+    return 'copy'
+
+
+class SharedDbLink:
+
+    def __init__(self, module):
+        self.module = module
+        p = module.params
+        self.path = p['path']
+        self.shared = p['shared']
+        self.state = p['state']
+        self.suffix = p['old_suffix']
+        self.force = p['force']
+        self.old = (self.path or '') + (self.suffix or '')
+        self.result = {
+            'changed': False,
+            'previous': None,
+            'target': None,
+            'old_file': self.old,
+            'checkpointed': False,
+            'moved': [],
+            'old_method': None,
+        }
+
+    # -- checks -----------------------------------------------------------------
+
+    def check_params(self):
+        if not os.path.isabs(self.path):
+            raise LinkError('path %r is not absolute; give the full path of the app\'s database file '
+                            '(a relative path would depend on the remote working directory).' % self.path)
+        if self.shared is not None and not os.path.isabs(self.shared):
+            raise LinkError('shared %r (for path %s) is not absolute; the link must hold the absolute path of the shared '
+                            'database, give it as such.' % (self.shared, self.path))
+        self.path = os.path.normpath(self.path)
+        if self.shared is not None:
+            self.shared = os.path.normpath(self.shared)
+        suffix = self.suffix
+        if not suffix or '/' in suffix or '\0' in suffix or suffix in SIDECARS:
+            raise LinkError('old_suffix %r cannot be used for %s: it must be non-empty, contain no "/", and not be one of '
+                            'SQLite\'s own suffixes %s (SQLite would take the kept file for a journal). '
+                            'Use the default ".OLD" or another plain suffix.' % (suffix, self.path, ', '.join(SIDECARS)))
+        self.old = self.path + suffix
+        self.result['old_file'] = self.old
+        parent = os.path.dirname(self.path)
+        if not os.path.isdir(parent):
+            raise LinkError('the folder of path %s (%s) does not exist; check the path (the app\'s database file), '
+                            'nothing was changed.' % (self.path, parent))
+
+    def check_shared(self):
+        """``shared`` exists, is a regular file with the SQLite header, and opens read-only."""
+        shared = self.shared
+        try:
+            st = os.stat(shared)
+        except FileNotFoundError:
+            raise LinkError('shared database %s does not exist (needed to link %s); create or seed it first '
+                            '(for example with bluegreen.dbfix.sqlite_backup), nothing was changed.' % (shared, self.path)) from None
+        except OSError as e:
+            raise LinkError('shared database %s cannot be inspected (%s), needed to link %s; fix its permissions or path.'
+                            % (shared, e.strerror, self.path)) from e
+        if not stat.S_ISREG(st.st_mode):
+            raise LinkError('shared %s is not a regular file (found a %s); point shared at the shared SQLite database '
+                            'file, nothing was changed for %s.'
+                            % (shared, 'directory' if stat.S_ISDIR(st.st_mode) else 'special file', self.path))
+        try:
+            with open(shared, 'rb') as f:
+                head = f.read(len(SQLITE_MAGIC))
+        except OSError as e:
+            raise LinkError('shared database %s cannot be read (%s); fix its permissions, nothing was changed for %s.'
+                            % (shared, e.strerror, self.path)) from e
+        if head != SQLITE_MAGIC:
+            raise LinkError('shared %s is not a SQLite database (its first bytes are %r, expected %r); point shared at the '
+                            'shared SQLite file or seed it first, nothing was changed for %s.'
+                            % (shared, head[:16], SQLITE_MAGIC, self.path))
+        # Without a -wal beside it nobody is using the file in WAL mode; open it
+        # immutable so a read-only connection leaves no empty -wal/-shm behind.
+        busy = any(os.path.lexists(shared + s) for s in ('-wal', '-shm'))
+        query = {'mode': 'ro'} if busy else {'mode': 'ro', 'immutable': '1'}
+        try:
+            conn = sqlite3.connect(_sqlite_uri(shared, **query), uri=True, timeout=5)
+            try:
+                conn.execute('SELECT count(*) FROM sqlite_master').fetchone()
+            finally:
+                conn.close()
+        except sqlite3.Error as e:
+            raise LinkError('shared %s has a SQLite header but does not open read-only (%s); check it with '
+                            '"sqlite3 %s \'PRAGMA integrity_check\'" or seed it again, nothing was changed for %s.'
+                            % (shared, e, shared, self.path)) from e
+
+    def check_not_self(self):
+        if os.path.lexists(self.path) and not os.path.islink(self.path) and _same_file(self.path, self.shared):
+            raise LinkError('shared %s is the same file as path %s; a link to itself would lose the database. '
+                            'Give the app\'s own file as path and the shared database as shared.' % (self.shared, self.path))
+        if _same_file(self.old, self.shared):
+            raise LinkError('shared %s is the same file as %s, the name path %s would be kept under; '
+                            'use another shared database or old_suffix.' % (self.shared, self.old, self.path))
+
+    def check_filesystem(self):
+        real = os.path.realpath(self.shared)
+        for where in (real, os.path.dirname(real)):
+            info = fs_info(where)
+            if info['fstype'] is None:
+                self.module.warn('Could not find the filesystem of %s in /proc/self/mountinfo; '
+                                 'not checked for a network filesystem.' % where)
+                continue
+            if info['network']:
+                raise LinkError(
+                    'shared database %s (for %s) is on a network filesystem: %s lies on %s, type %s, from %s. '
+                    'SQLite locking and the WAL index (-shm, used through mmap) only work when every process '
+                    'goes through one local kernel; put the shared database on a local filesystem that both '
+                    'apps reach (a local disk or a bind mount of one), nothing was changed.'
+                    % (self.shared, self.path, where, info['mount_point'], info['fstype'], info['source']))
+
+    def app_user(self):
+        """(uid, gid, how) of the app's user, derived from ``path``."""
+        st = _lstat(self.path)
+        if st is not None and stat.S_ISREG(st.st_mode):
+            return st.st_uid, st.st_gid, 'owner of %s' % self.path
+        if st is not None and stat.S_ISLNK(st.st_mode):
+            return st.st_uid, st.st_gid, 'owner of the link %s' % self.path
+        parent = os.path.dirname(self.path)
+        st = os.stat(parent)
+        return st.st_uid, st.st_gid, 'owner of %s (path does not exist)' % parent
+
+    def check_app_user(self):
+        uid, gid, how = self.app_user()
+        if uid == 0:
+            return
+        groups = _groups_of(uid, gid)
+        user = '%s (uid %d, %s)' % (_user_name(uid), uid, how)
+        real = os.path.realpath(self.shared)
+        folder = os.path.dirname(real)
+        fst = os.stat(folder)
+        if not can_access(uid, groups, fst, 2 | 1):
+            raise LinkError(
+                'the app user %s cannot write the folder %s of the shared database %s (owner %s, group %s, mode %s); '
+                'SQLite creates %s-wal and %s-shm there, so the app would fail on its first write. '
+                'Fix: give that user write access (for example "chgrp %s %s && chmod g+rwx %s" with the user in group %s), '
+                'or put the shared database in a folder the app user owns; nothing was changed for %s.'
+                % (user, folder, self.shared, _user_name(fst.st_uid), _group_name(fst.st_gid), _mode(fst),
+                   os.path.basename(real), os.path.basename(real), _group_name(gid), folder, folder, _group_name(gid),
+                   self.path))
+        for f in [real] + [real + s for s in ('-wal', '-shm') if os.path.exists(real + s)]:
+            st = os.stat(f)
+            if not can_access(uid, groups, st, 4 | 2):
+                raise LinkError(
+                    'the app user %s cannot read and write %s (owner %s, group %s, mode %s), part of the shared database '
+                    '%s. Fix: "chown %s %s" or give its group read/write access; nothing was changed for %s.'
+                    % (user, f, _user_name(st.st_uid), _group_name(st.st_gid), _mode(st), self.shared,
+                       _user_name(uid), f, self.path))
+
+    def check_holders(self, files, why):
+        found, unreadable = holders([f for f in files if os.path.exists(f)])
+        if found:
+            raise LinkError('refusing to change %s while files are open: %s. %s; nothing was changed.'
+                            % (self.path, describe(found), why), holders=found)
+        if unreadable and os.geteuid() != 0:
+            self.module.warn('%d processes could not be inspected for open files (not running as root); '
+                             'make sure the app using %s is stopped.' % (unreadable, self.path))
+
+    # -- acting ------------------------------------------------------------------
+
+    def checkpoint(self, db):
+        """Merge a WAL / roll back a hot journal into ``db`` so it is complete on its own."""
+        had_content = (os.path.exists(db + '-wal') and os.path.getsize(db + '-wal') > 0) or os.path.exists(db + '-journal')
+        try:
+            conn = sqlite3.connect(_sqlite_uri(db, mode='rw'), uri=True, timeout=5, isolation_level=None)
+            try:
+                # Reading the schema rolls back a hot journal; the checkpoint merges the WAL.
+                conn.execute('SELECT count(*) FROM sqlite_master').fetchone()
+                busy = conn.execute('PRAGMA wal_checkpoint(TRUNCATE)').fetchone()[0]
+            finally:
+                conn.close()
+        except sqlite3.Error as e:
+            raise LinkError('could not checkpoint %s before keeping it (%s): its -wal/-journal could not be merged; '
+                            'check the file with "sqlite3 %s \'PRAGMA integrity_check\'". Nothing was moved.'
+                            % (db, e, db), traceback=traceback.format_exc()) from e
+        if busy:
+            raise LinkError('could not checkpoint %s: another connection appeared while it was being merged; stop the app '
+                            'and run again. Nothing was moved.' % db)
+        if had_content:
+            self.result['checkpointed'] = True
+
+    def make_symlink(self, target, owner=None):
+        """Atomically make ``self.path`` a symlink to ``target`` (temp link + rename)."""
+        directory, base = os.path.split(self.path)
+        tmp = os.path.join(directory, '.%s.dbfix-%d-%s.tmp' % (base, os.getpid(), os.urandom(4).hex()))
+        os.symlink(target, tmp)
+        try:
+            if owner is not None and os.geteuid() == 0:
+                os.lchown(tmp, owner[0], owner[1])
+            os.replace(tmp, self.path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+
+    def diff(self, before, after):
+        if self.module._diff:
+            self.result['diff'] = {
+                'before_header': self.path, 'after_header': self.path,
+                'before': ''.join('%s: %s\n' % kv for kv in before),
+                'after': ''.join('%s: %s\n' % kv for kv in after),
+            }
+
+    def linked(self):
+        path, old, shared = self.path, self.old, self.shared
+        previous = describe_path(path)
+        self.result['previous'] = previous
+        st = _lstat(path)
+        is_link = st is not None and stat.S_ISLNK(st.st_mode)
+        if st is not None and not is_link and not stat.S_ISREG(st.st_mode):
+            raise LinkError('path %s is a %s, not the app\'s database file or a link; check path, nothing was changed.'
+                            % (path, previous.split(':', 1)[1]))
+        self.check_shared()
+        self.check_not_self()
+        self.check_filesystem()
+        self.check_app_user()
+        if is_link:
+            text = os.readlink(path)
+            if text == shared or _same_file(path, shared):
+                self.result['target'] = text
+                return
+            if not self.force:
+                raise LinkError('path %s is already a symlink, to %s, not to the shared database %s. If that link is '
+                                'wrong, run again with force=true to replace it (its target is not touched); '
+                                'nothing was changed.' % (path, text, shared))
+        sidecars = [s for s in SIDECARS if os.path.lexists(path + s)]
+        resume = False
+        if not is_link and st is not None:
+            if os.path.lexists(old):
+                ost = os.lstat(old)
+                if stat.S_ISREG(ost.st_mode) and (ost.st_dev, ost.st_ino) == (st.st_dev, st.st_ino):
+                    # An earlier run stopped between the hard link and the swap.
+                    resume = True
+                else:
+                    raise LinkError('%s already exists (%s, %d bytes) and is never overwritten: it would be where %s is kept. '
+                                    'Compare it with %s, then move it away (or remove it) or choose another old_suffix; '
+                                    'nothing was changed.' % (old, describe_path(old), ost.st_size, path, path))
+            for s in SIDECARS:
+                if os.path.lexists(old + s) and not (resume and _same_file(old + s, path + s)):
+                    raise LinkError('%s already exists and is never overwritten: %s%s would be kept there. Move it away '
+                                    'or choose another old_suffix; nothing was changed for %s.' % (old + s, path, s, path))
+        else:
+            if st is None and os.path.lexists(old):
+                raise LinkError('path %s does not exist but %s does: this looks like an interrupted or manual change. '
+                                'Move %s back to %s (to link it) or away (to link without keeping it); nothing was changed.'
+                                % (path, old, old, path))
+            sidecars_here = [path + s for s in sidecars]
+            if sidecars_here:
+                raise LinkError('%s is %s but %s exist beside it; SQLite files without their database. Inspect and move '
+                                'them away; nothing was changed.' % (path, previous, ', '.join(sidecars_here)))
+        self.check_holders([path] + [path + s for s in SIDECARS],
+                           'Stop the app (for example with bluegreen.dbfix.pm2_service state=stopped) before linking: '
+                           'moving a file a process has open makes it keep writing to the kept .OLD')
+
+        moves = []
+        if not is_link and st is not None:
+            moves.append('%s -> %s' % (path, old))
+            moves.extend('%s -> %s' % (path + s, old + s) for s in sidecars)
+        self.result.update(changed=True, target=shared, moved=moves)
+        before = [(path, 'regular file' if not is_link and st is not None else previous)]
+        after = [(path, 'symlink -> %s' % shared)]
+        if not is_link and st is not None:
+            before.append((old, 'absent' if not resume else 'regular file (same inode as %s)' % path))
+            after.append((old, 'regular file (was %s)' % path))
+        self.diff(before, after)
+        if self.module.check_mode:
+            return
+
+        owner = (st.st_uid, st.st_gid) if st is not None else None
+        created = []
+        try:
+            if not is_link and st is not None:
+                if sidecars:
+                    self.checkpoint(path)
+                    sidecars = [s for s in SIDECARS if os.path.lexists(path + s)]
+                    self.result['moved'] = [moves[0]] + ['%s -> %s' % (path + s, old + s) for s in sidecars]
+                if resume:
+                    self.result['old_method'] = 'hardlink'
+                else:
+                    self.result['old_method'] = clone_file(path, old)
+                    created.append(old)
+                for s in sidecars:
+                    if not (resume and _same_file(old + s, path + s)):
+                        clone_file(path + s, old + s)
+                        created.append(old + s)
+            self.make_symlink(shared, owner)
+        except LinkError:
+            self._undo(created)
+            raise
+        except OSError as e:
+            self._undo(created)
+            raise LinkError('linking %s to %s failed (%s: %s); the files made so far (%s) were removed again and %s is as '
+                            'it was. Check the permissions of %s.'
+                            % (path, shared, e.strerror, e.filename, ', '.join(created) or 'none', path, os.path.dirname(path)),
+                            traceback=traceback.format_exc()) from e
+        # The link is in place; the old sidecars now live on as .OLD-*.
+        leftovers = []
+        for s in sidecars:
+            try:
+                os.unlink(path + s)
+            except OSError as e:
+                leftovers.append('%s (%s)' % (path + s, e.strerror))
+        _fsync_dir(os.path.dirname(path))
+        if leftovers:
+            self.module.warn('linked %s, but could not remove %s; it is a copy of the matching %s file and can be '
+                             'deleted.' % (path, ', '.join(leftovers), old))
+
+    def unlinked(self):
+        path, old = self.path, self.old
+        previous = describe_path(path)
+        self.result['previous'] = previous
+        st = _lstat(path)
+        if st is not None and stat.S_ISREG(st.st_mode):
+            return
+        if st is not None and not stat.S_ISLNK(st.st_mode):
+            raise LinkError('path %s is a %s, neither a link nor the app\'s database file; check path, nothing was changed.'
+                            % (path, previous.split(':', 1)[1]))
+        if st is not None:
+            text = os.readlink(path)
+            if self.shared is not None and not (text == self.shared or _same_file(path, self.shared)) and not self.force:
+                raise LinkError('path %s is a symlink to %s, not to the shared database %s; run with force=true to put %s '
+                                'back anyway (the link target is not touched), nothing was changed.'
+                                % (path, text, self.shared, old))
+        ost = _lstat(old)
+        if ost is None:
+            raise LinkError('%s is %s but there is no %s to put back; restore the app\'s database from a backup '
+                            '(bluegreen.dbfix.sqlite_backup state=restored) instead, nothing was changed.'
+                            % (path, 'a symlink to %s' % previous[5:] if st is not None else 'missing', old))
+        if not stat.S_ISREG(ost.st_mode):
+            raise LinkError('%s is %s, not a regular file, so it cannot be put back as %s; inspect it, nothing was changed.'
+                            % (old, describe_path(old), path))
+        sidecars = [s for s in SIDECARS if os.path.lexists(old + s)]
+        for s in SIDECARS:
+            if os.path.lexists(path + s):
+                raise LinkError('%s exists beside the link %s and is never overwritten; it belongs to whatever database was '
+                                'opened through the link. Stop the apps, checkpoint or move it away, then run again; '
+                                'nothing was changed.' % (path + s, path))
+        self.check_holders([path] + [old] + [old + s for s in SIDECARS],
+                           'Stop every app using the shared database through %s (and anything holding %s) before unlinking'
+                           % (path, old))
+        moves = ['%s -> %s' % (old + s, path + s) for s in sidecars] + ['%s -> %s' % (old, path)]
+        self.result.update(changed=True, target=None, moved=moves)
+        self.diff([(path, 'symlink -> %s' % previous[5:] if st is not None else 'absent'), (old, 'regular file')],
+                  [(path, 'regular file (was %s)' % old), (old, 'absent')])
+        if self.module.check_mode:
+            return
+        created = []
+        try:
+            if sidecars:
+                self.checkpoint(old)
+                sidecars = [s for s in SIDECARS if os.path.lexists(old + s)]
+                self.result['moved'] = ['%s -> %s' % (old + s, path + s) for s in sidecars] + ['%s -> %s' % (old, path)]
+            for s in sidecars:
+                clone_file(old + s, path + s)
+                created.append(path + s)
+            os.replace(old, path)
+        except LinkError:
+            self._undo(created)
+            raise
+        except OSError as e:
+            self._undo(created)
+            raise LinkError('putting %s back as %s failed (%s: %s); the files made so far (%s) were removed again and '
+                            '%s is as it was. Check the permissions of %s.'
+                            % (old, path, e.strerror, e.filename, ', '.join(created) or 'none', path, os.path.dirname(path)),
+                            traceback=traceback.format_exc()) from e
+        for s in sidecars:
+            try:
+                os.unlink(old + s)
+            except OSError as e:
+                self.module.warn('could not remove %s after restoring %s (%s); it is a copy and can be deleted.'
+                                 % (old + s, path, e.strerror))
+        _fsync_dir(os.path.dirname(path))
+
+    @staticmethod
+    def _undo(created):
+        for f in reversed(created):
+            try:
+                os.unlink(f)
+            except OSError:
+                pass
+
+    def run(self):
+        self.check_params()
+        if self.state == 'linked':
+            self.linked()
+        else:
+            self.unlinked()
+        return self.result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type='path', required=True),
+            shared=dict(type='path'),
+            state=dict(type='str', choices=['linked', 'unlinked'], default='linked'),
+            old_suffix=dict(type='str', default='.OLD'),
+            force=dict(type='bool', default=False),
+        ),
+        required_if=[('state', 'linked', ['shared'])],
+        supports_check_mode=True,
+    )
+    if not HAS_SQLITE3:  # pragma: no cover
+        module.fail_json(msg=missing_required_lib('sqlite3 (Python built with SQLite support)'), exception=SQLITE3_IMPORT_ERROR,
+                         path=module.params['path'])
+    link = SharedDbLink(module)
+    try:
+        result = link.run()
+    except LinkError as e:
+        result = dict(link.result)
+        result.update(e.details)
+        tb = result.pop('traceback', None)
+        if tb:
+            result['exception'] = tb
+        result['changed'] = False
+        module.fail_json(msg=e.msg, **result)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

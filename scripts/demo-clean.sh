@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
+# make demo-clean: stop the demo's own pm2 daemon (PM2_HOME=demo/pm2 only,
+# never the user's ~/.pm2) and remove demo/.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DEMO="$ROOT/demo"
+PM2="$ROOT/tests/tools/node_modules/.bin/pm2"
+
+if [ -d "$DEMO/pm2" ]; then
+  if [ -x "$PM2" ]; then
+    PM2_HOME="$DEMO/pm2" "$PM2" kill >/dev/null 2>&1 || true
+  fi
+  # pm2 missing or its kill failed: stop the daemon by the pid file it keeps.
+  if [ -f "$DEMO/pm2/pm2.pid" ]; then
+    pid="$(cat "$DEMO/pm2/pm2.pid" 2>/dev/null || true)"
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+      kill "$pid" 2>/dev/null || true
+    fi
+  fi
+fi
+rm -rf "$DEMO"
+echo "demo-clean: stopped the demo's pm2 and removed $DEMO"

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Stage `molecule` of `make test`: podman setup, the image, then
+# `molecule test -s NAME` for every scenario under molecule/ (a folder with a
+# molecule.yml). A failing scenario does not stop the others. Ends with exactly
+# one summary line
+#
+#   molecule: N passed, N failed
+#
+# and exits non-zero when any scenario failed (or setup/build did).
+# Scenarios can be picked: scripts/test-molecule.sh default rollback
+# Per-scenario logs and timings: .cache/molecule-logs/
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${VENV:-$ROOT/.venv}"
+LOGS="$ROOT/.cache/molecule-logs"
+cd "$ROOT" || exit 1
+mkdir -p "$LOGS"
+
+export PATH="$VENV/bin:$PATH"
+# containers.podman (from the ansible wheel) first, then this checkout (the
+# committed .collections symlink), then where Molecule installs collections.
+export ANSIBLE_COLLECTIONS_PATH="$ROOT/.cache/collections:$ROOT/.collections:$HOME/.ansible/collections"
+export ANSIBLE_FORCE_COLOR="${ANSIBLE_FORCE_COLOR:-0}"
+export PY_COLORS="${PY_COLORS:-0}"
+export MOLECULE_NO_LOG="${MOLECULE_NO_LOG:-false}"
+
+summary() {
+    echo "molecule: $1 passed, $2 failed"
+}
+
+# The platforms are named blue and green, which are also the container names:
+# two runs at once (two checkouts, two `make test`s) would fight over them.
+exec 8>"$ROOT/.cache/test-molecule.lock"
+if ! flock -n 8; then
+    echo "test-molecule: another Molecule run holds $ROOT/.cache/test-molecule.lock, waiting" >&2
+    flock 8
+fi
+
+if ! "$ROOT/scripts/podman-setup.sh"; then
+    echo "test-molecule: scripts/podman-setup.sh failed" >&2
+    summary 0 1
+    exit 1
+fi
+
+t0=$(date +%s)
+if ! DBFIX_IMAGE="$("$ROOT/scripts/build-image.sh" | tail -n 1)" || [[ -z "$DBFIX_IMAGE" ]]; then
+    echo "test-molecule: scripts/build-image.sh failed" >&2
+    summary 0 1
+    exit 1
+fi
+export DBFIX_IMAGE
+echo "test-molecule: image $DBFIX_IMAGE ($(($(date +%s) - t0)) s)"
+
+scenarios=("$@")
+if ((${#scenarios[@]} == 0)); then
+    for f in molecule/*/molecule.yml; do
+        [[ -f "$f" ]] || continue
+        scenarios+=("$(basename "$(dirname "$f")")")
+    done
+fi
+
+passed=0
+failed=0
+failed_names=()
+for s in "${scenarios[@]}"; do
+    start=$(date +%s)
+    echo "test-molecule: === scenario $s ==="
+    if molecule test -s "$s" 2>&1 | tee "$LOGS/$s.log"; then
+        rc=0
+    else
+        rc=1
+    fi
+    # pipefail carries molecule's exit code through tee.
+    secs=$(($(date +%s) - start))
+    echo "$s rc=$rc seconds=$secs" >>"$LOGS/timings.txt"
+    if ((rc == 0)); then
+        passed=$((passed + 1))
+        echo "test-molecule: scenario $s passed in ${secs} s"
+    else
+        failed=$((failed + 1))
+        failed_names+=("$s")
+        echo "test-molecule: scenario $s FAILED in ${secs} s (log: $LOGS/$s.log)"
+        # Leave no containers behind for the next scenario (same names).
+        molecule destroy -s "$s" >>"$LOGS/$s.log" 2>&1 || true
+    fi
+done
+
+if ((failed)); then
+    echo "test-molecule: failed: ${failed_names[*]}" >&2
+fi
+summary "$passed" "$failed"
+((failed == 0))

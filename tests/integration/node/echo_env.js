@@ -1,0 +1,28 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// Test app for pm2_service: answers on 127.0.0.1:$PORT.
+//   GET /env/NAME -> {"name": NAME, "value": process.env[NAME] ?? null}
+//   GET /health   -> $HEALTH_STATUS (default 200) once $HEALTH_DELAY_MS have passed since start, 503 before
+//   GET /pid      -> {"pid": process.pid}
+'use strict'
+const http = require('http')
+const started = Date.now()
+const port = Number(process.env.PORT)
+if (!port) { console.error('echo_env: PORT is not set'); process.exit(2) }
+const delay = Number(process.env.HEALTH_DELAY_MS || 0)
+const healthStatus = Number(process.env.HEALTH_STATUS || 200)
+http.createServer((req, res) => {
+  res.setHeader('content-type', 'application/json')
+  if (req.url.startsWith('/env/')) {
+    const name = decodeURIComponent(req.url.slice(5))
+    res.end(JSON.stringify({ name, value: process.env[name] === undefined ? null : process.env[name] }))
+  } else if (req.url === '/health') {
+    const ready = Date.now() - started >= delay
+    res.statusCode = ready ? healthStatus : 503
+    res.end(JSON.stringify({ ready, note: ready ? 'health status set by HEALTH_STATUS' : 'warming up' }))
+  } else if (req.url === '/pid') {
+    res.end(JSON.stringify({ pid: process.pid }))
+  } else {
+    res.statusCode = 404
+    res.end('{}')
+  }
+}).listen(port, '127.0.0.1', () => console.log(`echo_env listening on 127.0.0.1:${port}`))

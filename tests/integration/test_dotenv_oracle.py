@@ -1,0 +1,183 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""dotenv_set against the real npm packages: dotenv 16.6.1, 17.4.1 and 18.0.10.
+
+tests/integration/node/dotenv_oracle.js parses file bytes with each package (and
+18's opt-in fast parser) and prints the result as JSON. Many files go through one
+Node call, so hundreds of values are checked in about a second.
+
+* corpus: hard values x file shapes (LF, CRLF, no final newline, export, comments,
+  duplicates); every written file must read back as the value plus every other
+  key unchanged, in all parsers; every refusal must leave the file byte-identical.
+* the Python port of the parser must agree with Node on random and hostile files,
+  since every edit is verified with it.
+* hypothesis: any string is either read back exactly by all parsers or refused,
+  with the file on disk unchanged (through the module itself).
+"""
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import json
+import os
+import random
+import shutil
+import subprocess
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ansible_collections.bluegreen.dbfix.plugins.module_utils import _dotenv as d
+from ansible_collections.bluegreen.dbfix.plugins.modules import dotenv_set
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+ORACLE = os.path.join(HERE, 'node', 'dotenv_oracle.js')
+TOOLS = os.path.join(ROOT, 'tests', 'tools', 'node_modules')
+PARSERS = ('16', '17', '18', '18fast')
+
+pytestmark = pytest.mark.skipif(
+    shutil.which('node') is None or not all(os.path.isdir(os.path.join(TOOLS, 'dotenv%d' % v)) for v in (16, 17, 18)),
+    reason='needs node and tests/tools/node_modules (make node-tools)')
+
+
+def oracle(blobs):
+    """Parse each byte string with every dotenv; returns one dict per blob: {parser: {key: value}}."""
+    payload = json.dumps([base64.b64encode(b).decode() for b in blobs])
+    proc = subprocess.run(['node', ORACLE, TOOLS], input=payload, capture_output=True, text=True, check=True, timeout=120)
+    return json.loads(proc.stdout)
+
+
+def run_module(args, check=False):
+    """Run dotenv_set in-process through the real exit_json/fail_json (so no_log masking applies)."""
+    args = dict(args, _ansible_check_mode=check, _ansible_diff=True)
+    buf = io.StringIO()
+    with patch_module_args(args), contextlib.redirect_stdout(buf), pytest.raises(SystemExit):
+        dotenv_set.main()
+    return json.loads(buf.getvalue())
+
+
+# Values chosen to hit every rule of the dotenv grammar.
+HARD_VALUES = [
+    '', ' ', 'plain', 'a b', '  lead', 'trail  ', "it's", "'", '"', '`', 'say "hi"', 'back`tick', '\'"`',
+    "'single'", '"double"', '`tick`', "'unbalanced", 'unbalanced"', '#', 'a#b', 'a #b', '# lead', 'x # y',
+    '\\n', '\\r', 'a\\nb', '\\\\n', 'x\\', '\\', "\\'", '\\"', 'a\\', "a'\\", 'l1\nl2', 'l1\r\nl2', '\n', 'lead\n',
+    'trail\n', 'cr\r', '\r', 'tab\there', '\t', '$HOME', '${A}', '$(whoami)', 'é ü ß', '😀', '中文', '=', 'a=b',
+    '==', ':', 'k: v', 'export X=1', 'X=1\nY=2', '\u2028', 'a\u2028b', '\u00a0nbsp\u00a0', '\ufeffbom', "'\n'",
+    '"\n"', '`\n`', 'a"\n"b', "x'y'z", '"a"b', "'a'b", '`a`b', 'tauri://localhost,https://tauri.localhost,http://localhost:1420',
+    'postgres://user:p@ss#w0rd@host/db?x=1&y=2', '-----BEGIN KEY-----\nAAAA\n-----END KEY-----\n', ' "x" ',
+    "' x '", 'a\'#"\\n', 'it\'s a "#" \\n', 'x\\nb\r', 'nul\0byte',
+]
+
+BASES = [
+    b'',
+    b'# settings\nexport A=1\nB="two"   # note\n#KEY=commented\n\nC=\'3\'\n',
+    b'# settings\r\nexport A=1\r\nB="two"   # note\r\n#KEY=commented\r\n\r\nC=\'3\'\r\n',
+    b'A=1\nB=2',                                  # no final newline
+    b'KEY=old\nA=1\nexport KEY="dup" # second\nB=`multi\nline`\n',
+    b'export KEY=old\n',
+    b'KEY=\nNEXT=1\n',
+    b'\xef\xbb\xbfA=bom\n',
+]
+
+
+def _written(values, bases=BASES):
+    """Edit every base with every value; returns [(value, base, new_bytes)] and [(value, base)] refused."""
+    written, refused = [], []
+    for v in values:
+        for b in bases:
+            text = b.decode('utf-8', 'surrogateescape')
+            try:
+                new, _ = d.edit(text, {'KEY': v})
+            except d.DotenvError:
+                refused.append((v, b))
+                continue
+            written.append((v, b, new.encode('utf-8', 'surrogateescape')))
+    return written, refused
+
+
+def _check_against_oracle(written):
+    results = oracle([w[2] for w in written] + [w[1] for w in written])
+    n = len(written)
+    bad = []
+    for i, (v, b, new) in enumerate(written):
+        before, after = results[n + i], results[i]
+        for parser in PARSERS:
+            want = dict(before[parser])
+            want['KEY'] = v
+            if after[parser] != want:
+                bad.append((parser, v, b, new, after[parser], want))
+    return bad
+
+
+def test_corpus_reads_back_exactly_in_every_dotenv():
+    written, refused = _written(HARD_VALUES)
+    bad = _check_against_oracle(written)
+    assert not bad, bad[:5]
+    # the corpus must exercise both outcomes, and every written style
+    assert written and refused
+    refused_values = {v for v, _ in refused}
+    assert refused_values <= {'x\\nb\r', 'nul\0byte'}, refused_values
+    styles = set()
+    for _v, _b, new in written:
+        line = [ln for ln in new.decode('utf-8', 'surrogateescape').splitlines() if ln.startswith('KEY=')]
+        styles.update(ln[4:5] for ln in line)
+    assert {"'", '"', '`'} <= styles
+
+
+def test_plain_values_stay_unquoted_and_other_lines_untouched():
+    base = BASES[2]
+    new, keys = d.edit(base.decode(), {'KEY': 'tauri://localhost,https://tauri.localhost'})
+    assert new.encode() == base + b'KEY=tauri://localhost,https://tauri.localhost\r\n'
+    assert keys == ['KEY']
+
+
+def _random_file(rng):
+    parts = ['A', 'B', 'KEY', '=', '=', ' ', '\t', '\n', '\n', '\r\n', '\r', '#', '"', "'", '`', '\\', 'n', 'r',
+             'export ', ':', ': ', '\u2028', '\u00a0', 'x', '.', '-', '$', 'é']
+    return ''.join(rng.choice(parts) for _ in range(rng.randint(0, 40)))
+
+
+def test_python_port_agrees_with_node_on_hostile_files():
+    rng = random.Random(20261125)
+    files = [_random_file(rng) for _ in range(3000)] + [b.decode('utf-8') for b in BASES]
+    results = oracle([f.encode('utf-8') for f in files])
+    mismatches = []
+    for f, r in zip(files, results, strict=True):
+        mine = d.parse(f)
+        for parser in PARSERS:
+            if r[parser] != mine:
+                mismatches.append((parser, f, r[parser], mine))
+    assert not mismatches, mismatches[:5]
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(values=st.lists(st.text(min_size=0, max_size=24), min_size=1, max_size=30))
+def test_property_any_string_read_back_or_refused(values):
+    written, refused = _written(values, bases=[BASES[1], BASES[2], BASES[4]])
+    assert not _check_against_oracle(written)
+    for v, _b in refused:
+        # only values no syntax carries may be refused
+        assert '\0' in v or '\r' in v, repr(v)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(value=st.text(alphabet=st.sampled_from(list('ab \'"`#\\nr\r\n\0$=')), max_size=12))
+def test_property_through_the_module_file_unchanged_on_refusal(tmp_path_factory, value):
+    path = tmp_path_factory.mktemp('prop') / '.env'
+    original = BASES[2]
+    path.write_bytes(original)
+    os.chmod(path, 0o600)
+    res = run_module({'path': str(path), 'key': 'KEY', 'value': value})
+    data = path.read_bytes()
+    if res.get('failed'):
+        assert data == original
+        assert 'left unchanged' in res['msg']
+    else:
+        parsed = oracle([data])[0]
+        for parser in PARSERS:
+            assert parsed[parser]['KEY'] == value
+            assert {k: v for k, v in parsed[parser].items() if k != 'KEY'} == {'A': '1', 'B': 'two', 'C': '3'}
+        assert os.stat(path).st_mode & 0o777 == 0o600

@@ -1,0 +1,263 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""pm2_service against real pm2 7.0.4 running real Node apps (tests/integration/node/).
+
+Each test gets its own PM2_HOME (short path under /tmp: pm2's unix sockets must
+fit in 107 bytes) and `pm2 kill` runs at teardown. Apps listen on free loopback
+ports. The module runs in-process through the real exit_json/fail_json, so the
+"no secret in results" checks include Ansible's own masking. Nothing is mocked.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import textwrap
+import time
+import urllib.request
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.bluegreen.dbfix.plugins.modules import pm2_service
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+PM2 = os.path.join(ROOT, 'tests', 'tools', 'node_modules', '.bin', 'pm2')
+ECHO = os.path.join(HERE, 'node', 'echo_env.js')
+CRASH = os.path.join(HERE, 'node', 'crash.js')
+SECRET = 'pm2-secret-Value-7f3a'
+
+pytestmark = pytest.mark.skipif(not os.path.exists(PM2) or shutil.which('node') is None,
+                                reason='needs node and tests/tools/node_modules/.bin/pm2 (make node-tools)')
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def pm2_home():
+    home = tempfile.mkdtemp(prefix='pm2t-', dir='/tmp')
+    yield home
+    subprocess.run([PM2, 'kill'], env=dict(os.environ, PM2_HOME=home), capture_output=True, timeout=60, check=False)
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def run(args, check=False):
+    args = dict(args, _ansible_check_mode=check)
+    buf = io.StringIO()
+    with patch_module_args(args), contextlib.redirect_stdout(buf), pytest.raises(SystemExit):
+        pm2_service.main()
+    out = buf.getvalue()
+    assert SECRET not in out, 'secret value leaked into the module result'
+    return json.loads(out)
+
+
+def warnings(r):
+    """Warning texts (ansible-core 2.19 returns structured warning objects in-process)."""
+    out = []
+    for w in r.get('warnings') or []:
+        out.append(w if isinstance(w, str) else json.dumps(w))
+    return out
+
+
+def jlist(home):
+    out = subprocess.run([PM2, 'jlist'], env=dict(os.environ, PM2_HOME=home), capture_output=True, text=True, check=True).stdout
+    return json.loads(out[out.index('\n[') + 1:] if not out.startswith('[') else out)
+
+
+def get(port, path):
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open('http://127.0.0.1:%d%s' % (port, path), timeout=5) as r:
+        return json.loads(r.read())
+
+
+def get_eventually(port, path, timeout=10):
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            return get(port, path)
+        except OSError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.2)
+
+
+def base(home, **kw):
+    args = {'name': 'echo', 'executable': PM2, 'pm2_home': home, 'wait': 1}
+    args.update(kw)
+    return args
+
+
+def test_lifecycle_start_idempotent_restart_stop_absent(pm2_home):
+    port = free_port()
+    start = base(pm2_home, script=ECHO, env={'PORT': str(port), 'APP_SECRET': SECRET})
+
+    r = run(start, check=True)                                   # 1. check: would start, nothing happens
+    assert r['changed'] and r['status'] == 'absent'
+    assert r['commands'] == ['pm2 start %s --name echo' % ECHO]
+    assert jlist(pm2_home) == []
+
+    r = run(start)                                               # 2. real: starts, stays up
+    assert r['changed'] and r['status'] == 'online' and r['pid'] > 0
+    assert r['exec_mode'] == 'fork' and r['instances'] == 1 and r['restarts'] == 0
+    assert 'APP_SECRET' in r['env_keys'] and 'PORT' in r['env_keys']
+    assert r['uptime_ms'] >= 1000                               # it was watched for `wait` seconds
+    assert get_eventually(port, '/env/APP_SECRET')['value'] == SECRET   # the env reached the process
+    pid = r['pid']
+
+    r = run(start, check=True)                                   # 3. check again: nothing to do
+    assert not r['changed'] and r['pid'] == pid
+    r = run(start)                                               # 4. real again: nothing done
+    assert not r['changed'] and r['pid'] == pid and r['commands'] == []
+
+    r = run(base(pm2_home, state='restarted'))
+    assert r['changed'] and r['pid'] != pid and r['status'] == 'online'
+    assert get_eventually(port, '/pid')['pid'] == r['pid']
+
+    r = run(base(pm2_home, state='stopped'), check=True)
+    assert r['changed'] and jlist(pm2_home)[0]['pm2_env']['status'] == 'online'
+    r = run(base(pm2_home, state='stopped'))
+    assert r['changed'] and r['status'] == 'stopped' and r['pid'] is None
+    r = run(base(pm2_home, state='stopped'))
+    assert not r['changed']
+
+    r = run(base(pm2_home, state='started'))                     # a known stopped process starts again
+    assert r['changed'] and r['status'] == 'online'
+
+    r = run(base(pm2_home, state='absent', save=True))
+    assert r['changed'] and r['status'] == 'absent' and r['commands'] == ['pm2 delete echo', 'pm2 save']
+    assert jlist(pm2_home) == []
+    assert os.path.exists(os.path.join(pm2_home, 'dump.pm2'))
+    r = run(base(pm2_home, state='absent'))
+    assert not r['changed']
+
+
+def test_update_env_reaches_the_process(pm2_home):
+    port = free_port()
+    r = run(base(pm2_home, script=ECHO, env={'PORT': str(port), 'ALLOWED_ORIGINS': 'http://old'}))
+    assert r['changed']
+    assert get_eventually(port, '/env/ALLOWED_ORIGINS')['value'] == 'http://old'
+
+    new_env = {'PORT': str(port), 'ALLOWED_ORIGINS': 'tauri://localhost', 'APP_SECRET': SECRET}
+    r = run(base(pm2_home, env=new_env))                         # differs, but update_env is off: warn only
+    assert not r['changed']
+    assert any('ALLOWED_ORIGINS' in w and 'update_env' in w for w in warnings(r))
+    assert 'tauri://localhost' not in json.dumps(r)
+    assert get(port, '/env/ALLOWED_ORIGINS')['value'] == 'http://old'
+
+    r = run(base(pm2_home, env=new_env, update_env=True))
+    assert r['changed'] and '--update-env' in r['commands'][0]
+    assert get_eventually(port, '/env/ALLOWED_ORIGINS')['value'] == 'tauri://localhost'
+    assert get(port, '/env/APP_SECRET')['value'] == SECRET
+    assert 'APP_SECRET' in r['env_keys']
+
+    r = run(base(pm2_home, env=new_env, update_env=True))        # now equal: idempotent
+    assert not r['changed']
+
+    # restarted without update_env keeps pm2's stored env; with it, the new env applies
+    r = run(base(pm2_home, state='restarted', env={'ALLOWED_ORIGINS': 'https://new'}))
+    assert r['changed']
+    assert get_eventually(port, '/env/ALLOWED_ORIGINS')['value'] == 'tauri://localhost'
+    r = run(base(pm2_home, state='restarted', env={'ALLOWED_ORIGINS': 'https://new'}, update_env=True))
+    assert get_eventually(port, '/env/ALLOWED_ORIGINS')['value'] == 'https://new'
+
+
+def test_crash_loop_is_caught_with_error_log_and_no_secret(pm2_home):
+    r = run(base(pm2_home, name='crashy', script=CRASH, env={'CRASH_AFTER_MS': '300', 'APP_SECRET': SECRET}, wait=3))
+    assert r['failed'] and r['changed']
+    assert 'crashy is not staying up' in r['msg']
+    assert 'crash.js: fatal: cannot open database' in r['msg']     # the tail of its error log
+    assert 'crashy-error.log' in r['msg']
+    # pm2 itself still claims "online" between crashes; the module did not believe it
+    statuses = {p['pm2_env']['status'] for p in jlist(pm2_home)}
+    assert statuses & {'online', 'launching', 'waiting restart', 'errored', 'stopped'}
+
+
+def test_app_that_exits_at_once_is_caught(pm2_home):
+    r = run(base(pm2_home, name='exits', script=CRASH, env={'CRASH_AFTER_MS': '0'}, wait=2))
+    assert r['failed'] and 'exits is not staying up' in r['msg']
+
+
+def test_health_gate_passes_after_warm_up(pm2_home):
+    port = free_port()
+    r = run(base(pm2_home, script=ECHO, env={'PORT': str(port), 'HEALTH_DELAY_MS': '2500'}, wait=0.5,
+                 health_url='http://127.0.0.1:%d/health' % port, health_timeout=20))
+    assert r['changed'] and r['health']['status'] == 200
+    # the first polls saw 503 (warming up); only a later one passed
+    assert r['health']['elapsed_ms'] > 0
+
+
+def test_health_gate_fails_with_status_and_body(pm2_home):
+    port = free_port()
+    r = run(base(pm2_home, script=ECHO, env={'PORT': str(port), 'HEALTH_STATUS': '500', 'APP_SECRET': SECRET}, wait=0.5,
+                 health_url='http://127.0.0.1:%d/health' % port, health_timeout=2))
+    assert r['failed']
+    assert 'HTTP 500' in r['msg'] and 'health status set by HEALTH_STATUS' in r['msg']
+    assert r['health']['status'] == 500
+
+
+def test_health_gate_connection_refused(pm2_home):
+    port, closed = free_port(), free_port()
+    r = run(base(pm2_home, script=ECHO, env={'PORT': str(port)}, wait=0.5,
+                 health_url='http://127.0.0.1:%d/health' % closed, health_timeout=1))
+    assert r['failed'] and 'did not answer HTTP 200' in r['msg'] and 'refused' in r['msg'].lower()
+
+
+def test_reloaded_in_fork_mode_restarts_with_warning(pm2_home):
+    port = free_port()
+    pid = run(base(pm2_home, script=ECHO, env={'PORT': str(port)}))['pid']
+    r = run(base(pm2_home, state='reloaded'))
+    assert r['changed'] and r['pid'] != pid and r['commands'] == ['pm2 restart echo']
+    assert any('fork mode' in w for w in warnings(r))
+
+
+def test_reloaded_in_cluster_mode_is_a_reload(pm2_home, tmp_path):
+    port = free_port()
+    eco = tmp_path / 'ecosystem.config.js'
+    eco.write_text(textwrap.dedent('''\
+        module.exports = { apps: [{ name: 'api', script: %s, exec_mode: 'cluster', instances: 2,
+                                    env: { PORT: '%d' } }] }
+        ''' % (json.dumps(ECHO), port)))
+    r = run(base(pm2_home, name='api', ecosystem=str(eco)))
+    assert r['changed'] and r['exec_mode'] == 'cluster' and r['instances'] == 2
+    pids = sorted(p['pid'] for p in jlist(pm2_home))
+    r = run(base(pm2_home, name='api', state='reloaded', ecosystem=str(eco)))
+    assert r['changed'] and r['commands'][0].startswith('pm2 reload %s --only api' % eco)
+    assert not warnings(r)
+    assert sorted(p['pid'] for p in jlist(pm2_home)) != pids
+    assert get_eventually(port, '/env/PORT')['value'] == str(port)
+
+
+def test_unknown_process_errors(pm2_home):
+    for state in ('stopped', 'restarted', 'reloaded'):
+        r = run(base(pm2_home, name='ghost', state=state))
+        assert r['failed'] and 'does not know a process named ghost' in r['msg'] and pm2_home in r['msg']
+    r = run(base(pm2_home, name='ghost'))
+    assert r['failed'] and 'give script or ecosystem' in r['msg']
+
+
+def test_first_call_banner_is_handled(pm2_home):
+    # a fresh PM2_HOME: the first pm2 call spawns a daemon and prints the banner on stdout
+    r = run(base(pm2_home, name='ghost', state='absent'))
+    assert not r['changed'] and r['status'] == 'absent'
+    assert os.path.exists(os.path.join(pm2_home, 'pm2.pid'))
+    # and the banner really goes to stdout on a fresh home (what the parser had to skip)
+    fresh = tempfile.mkdtemp(prefix='pm2b-', dir='/tmp')
+    try:
+        out = subprocess.run([PM2, 'jlist'], env=dict(os.environ, PM2_HOME=fresh), capture_output=True, text=True, check=True).stdout
+        assert 'Spawning PM2 daemon' in out and out.rstrip().endswith('[]')
+    finally:
+        subprocess.run([PM2, 'kill'], env=dict(os.environ, PM2_HOME=fresh), capture_output=True, check=False)
+        shutil.rmtree(fresh, ignore_errors=True)
+
+
+def test_pm2_failure_is_reported_with_command(pm2_home, tmp_path):
+    r = run(base(pm2_home, name='nofile', script=str(tmp_path / 'missing.js')))
+    assert r['failed'] and 'pm2 start' in r['msg'] and 'nofile' in r['msg']

@@ -1,0 +1,157 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""dotenv_set on real files in tmp_path, run in-process through the real
+exit_json/fail_json (so Ansible's no_log masking is part of what is tested).
+
+No mocks: every failure below is produced for real.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.bluegreen.dbfix.plugins.module_utils import _dotenv
+from ansible_collections.bluegreen.dbfix.plugins.modules import dotenv_set
+
+SECRET = 's3cr3t-Pa55 "#x'
+BASE = b'# settings\r\nexport A=1\r\nDB_PASSWORD="hunter2-very-secret" # keep\r\n#KEY=commented\r\n\r\nC=\'3\''
+
+
+def run(args, check=False, diff=True):
+    args = dict(args, _ansible_check_mode=check, _ansible_diff=diff)
+    buf = io.StringIO()
+    with patch_module_args(args), contextlib.redirect_stdout(buf), pytest.raises(SystemExit):
+        dotenv_set.main()
+    return json.loads(buf.getvalue())
+
+
+@pytest.fixture
+def envfile(tmp_path):
+    p = tmp_path / '.env'
+    p.write_bytes(BASE)
+    os.chmod(p, 0o600)
+    return p
+
+
+def test_four_steps_check_real_check_real(envfile):
+    args = {'path': str(envfile), 'key': 'KEY', 'value': SECRET}
+    r = run(args, check=True)
+    assert r['changed'] and r['keys'] == ['KEY']
+    assert envfile.read_bytes() == BASE                       # check mode wrote nothing
+    r = run(args)
+    assert r['changed'] and r['keys'] == ['KEY']
+    data = envfile.read_bytes()
+    assert data.startswith(BASE + b'\r\n')                     # everything before kept byte for byte
+    assert _dotenv.parse(data.decode())['KEY'] == SECRET
+    assert not data.endswith(b'\n')                            # the missing final newline stays missing
+    r = run(args, check=True)
+    assert not r['changed'] and r['keys'] == []
+    r = run(args)
+    assert not r['changed']
+    assert envfile.read_bytes() == data
+
+
+def test_secret_never_in_result_and_diff_masked(envfile):
+    r = run({'path': str(envfile), 'values': {'KEY': SECRET, 'A': 'other-secret-value'}})
+    blob = json.dumps(r)
+    for secret in (SECRET, 'other-secret-value', 'hunter2-very-secret'):
+        assert secret not in blob
+    assert sorted(r['keys']) == ['A', 'KEY']
+    assert '******** (changed)' in r['diff']['after']
+    assert 'DB_PASSWORD=********' in r['diff']['before']
+
+
+def test_show_values_opt_in_shows_them(envfile):
+    r = run({'path': str(envfile), 'key': 'KEY', 'value': 'visible-value', 'show_values': True})
+    assert 'KEY=visible-value' in r['diff']['after']
+    assert 'hunter2-very-secret' in r['diff']['before']
+
+
+def test_symlink_followed_link_kept_mode_kept_backup(tmp_path, envfile):
+    link = tmp_path / 'app' / '.env'
+    link.parent.mkdir()
+    link.symlink_to(envfile)
+    r = run({'path': str(link), 'key': 'A', 'value': 'two words', 'backup': True})
+    assert r['changed'] and r['path'] == str(envfile)
+    assert os.path.islink(link) and os.readlink(link) == str(envfile)
+    assert os.stat(envfile).st_mode & 0o777 == 0o600
+    assert envfile.read_bytes() == BASE.replace(b'export A=1', b"export A='two words'")
+    assert open(r['backup_file'], 'rb').read() == BASE
+
+
+def test_duplicates_one_definition_left(envfile):
+    envfile.write_bytes(b'KEY=one\nOTHER=x\nKEY=two # effective\n')
+    r = run({'path': str(envfile), 'key': 'KEY', 'value': 'three'})
+    assert r['changed']
+    assert envfile.read_bytes() == b'OTHER=x\nKEY=three # effective\n'
+
+
+def test_absent_removes_and_is_idempotent(envfile):
+    r = run({'path': str(envfile), 'key': 'DB_PASSWORD', 'state': 'absent'})
+    assert r['changed'] and r['keys'] == ['DB_PASSWORD']
+    assert envfile.read_bytes() == BASE.replace(b'DB_PASSWORD="hunter2-very-secret" # keep\r\n', b'')
+    r = run({'path': str(envfile), 'key': 'DB_PASSWORD', 'state': 'absent'})
+    assert not r['changed']
+
+
+def test_refused_value_leaves_file_byte_identical(envfile):
+    before = os.stat(envfile)
+    r = run({'path': str(envfile), 'key': 'KEY', 'value': 'a\\nb\rc'})
+    assert r['failed']
+    assert str(envfile) in r['msg'] and 'KEY' in r['msg'] and 'left unchanged' in r['msg']
+    assert envfile.read_bytes() == BASE
+    assert os.stat(envfile).st_mtime_ns == before.st_mtime_ns
+    assert os.listdir(envfile.parent) == ['.env']              # no temp file left behind
+
+
+def test_one_bad_value_in_values_refuses_the_whole_write(envfile):
+    r = run({'path': str(envfile), 'values': {'GOOD': 'fine', 'BAD': 'x\\r\r'}})
+    assert r['failed'] and 'BAD' in r['msg']
+    assert envfile.read_bytes() == BASE
+
+
+def test_bad_key_refused(envfile):
+    r = run({'path': str(envfile), 'key': 'NOT VALID', 'value': 'x'})
+    assert r['failed'] and 'not a name dotenv can read' in r['msg']
+    assert envfile.read_bytes() == BASE
+
+
+def test_missing_file_without_create_fails(tmp_path):
+    p = tmp_path / 'nope' / '.env'
+    r = run({'path': str(p), 'key': 'K', 'value': 'some-value'})
+    assert r['failed'] and str(p) in r['msg'] and 'create: true' in r['msg']
+    assert not p.parent.exists()
+
+
+def test_create_new_file_is_0600_and_check_mode_creates_nothing(tmp_path):
+    p = tmp_path / '.env'
+    r = run({'path': str(p), 'values': {'A': 1, 'B': True, 'C': None}, 'create': True}, check=True)
+    assert r['changed'] and not p.exists()
+    r = run({'path': str(p), 'values': {'A': 1, 'B': True, 'C': None}, 'create': True})
+    assert r['changed']
+    assert p.read_bytes() == b'A=1\nB=true\nC=\n'
+    assert os.stat(p).st_mode & 0o777 == 0o600
+    r = run({'path': str(p), 'values': {'A': 1, 'B': True, 'C': None}, 'create': True})
+    assert not r['changed']
+
+
+def test_mode_argument_applied_and_reported(envfile):
+    r = run({'path': str(envfile), 'key': 'A', 'value': '1', 'mode': '0640'})
+    assert r['changed'] and r['keys'] == []                    # bytes equal, only the mode changed
+    assert os.stat(envfile).st_mode & 0o777 == 0o640
+    assert envfile.read_bytes() == BASE
+
+
+def test_directory_path_refused(tmp_path):
+    r = run({'path': str(tmp_path), 'key': 'A', 'value': '1'})
+    assert r['failed'] and 'not a regular file' in r['msg']
+
+
+def test_value_required_for_present(envfile):
+    r = run({'path': str(envfile), 'key': 'A'})
+    assert r['failed'] and 'value is required' in r['msg']
+    assert envfile.read_bytes() == BASE

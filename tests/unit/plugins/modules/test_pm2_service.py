@@ -1,0 +1,118 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""pm2_service pieces that need no pm2 daemon: jlist parsing, summaries, redaction,
+log tails, and the errors raised before pm2 is ever called.
+
+Real pm2 is exercised in tests/integration/test_pm2_service.py. The banner below
+is what pm2 7.0.4 printed on stdout for its first `jlist` on a fresh PM2_HOME
+(captured once, since a fresh daemon cannot be forced to print it on demand in a
+unit test); the integration tests see the real one.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.bluegreen.dbfix.plugins.module_utils import _pm2
+from ansible_collections.bluegreen.dbfix.plugins.modules import pm2_service
+
+BANNER = (
+    '\n                        -------------\n\n'
+    '__/\\\\\\\\\\\\\\\\\\\\\\\\\\____/\\\\\\\\____________/\\\\\\\\____/\\\\\\\\\\\\\\\\\\_____\n'
+    '                        Runtime Edition\n\n'
+    '        PM2 is a Production Process Manager for Node.js applications\n'
+    '                     with a built-in Load Balancer.\n\n'
+    '                Start and Daemonize any application:\n'
+    '                $ pm2 start app.js\n\n'
+    '                        -------------\n\n'
+    '\x1b[32m[PM2] \x1b[39mSpawning PM2 daemon with pm2_home=/tmp/pm2-x\n'
+    '\x1b[32m[PM2] \x1b[39mPM2 Successfully daemonized\n'
+)
+
+PROC = {
+    'name': 'api', 'pm_id': 3, 'pid': 4242,
+    'monit': {'memory': 1, 'cpu': 0},
+    'pm2_env': {
+        'status': 'online', 'restart_time': 2, 'unstable_restarts': 0, 'pm_uptime': 1_000_000,
+        'exec_mode': 'fork_mode', 'pm_err_log_path': '/nonexistent/api-error.log',
+        'DB_PASSWORD': 'top-level-copy-of-secret',
+        'env': {'DB_PASSWORD': 'stored-secret-value', 'PORT': '4100', 'PATH': '/usr/bin', 'api': {}},
+    },
+}
+
+
+@pytest.mark.parametrize('out', [
+    '[]',
+    BANNER + '[]\n',
+    BANNER + json.dumps([PROC]) + '\n',
+    'noise before [PM2] x\n' + json.dumps([PROC]) + '\ntrailing [WARN] noise\n',
+    json.dumps([PROC], indent=2),
+])
+def test_parse_jlist_finds_the_array_among_noise(out):
+    procs = _pm2.parse_jlist(out)
+    assert isinstance(procs, list)
+    if 'api' in out:
+        assert procs[0]['pid'] == 4242
+
+
+@pytest.mark.parametrize('out', ['', BANNER, '[PM2] only noise [1, 2]', '{"name": "x"}'])
+def test_parse_jlist_without_array_raises(out):
+    with pytest.raises(_pm2.JlistError, match='no process list'):
+        _pm2.parse_jlist(out)
+
+
+def test_summary_has_facts_and_no_environment():
+    s = _pm2.summary(PROC, now_ms=1_002_500)
+    assert s == {'name': 'api', 'pm_id': 3, 'pid': 4242, 'status': 'online', 'restarts': 2, 'unstable_restarts': 0,
+                 'uptime_ms': 2500, 'exec_mode': 'fork', 'err_log': '/nonexistent/api-error.log'}
+    assert 'secret' not in json.dumps(s)
+
+
+def test_env_names_are_names_only_and_differs_compares_values():
+    assert _pm2.env_names(PROC) == ['DB_PASSWORD', 'PATH', 'PORT']
+    assert _pm2.env_differs(PROC, {'PORT': '4100'}) == []
+    assert _pm2.env_differs(PROC, {'PORT': '4101', 'NEW': 'x'}) == ['NEW', 'PORT']
+
+
+def test_redact_masks_given_and_stored_secret_values():
+    secrets = _pm2.secret_values([PROC], extra={'given-secret'})
+    text = _pm2.redact('boom stored-secret-value and given-secret, PATH=/usr/bin', secrets)
+    assert 'stored-secret-value' not in text and 'given-secret' not in text
+    assert '/usr/bin' in text           # PATH is not a secret worth masking
+
+
+def test_tail_reads_last_lines_and_explains_missing(tmp_path):
+    log = tmp_path / 'err.log'
+    log.write_text(''.join('line %d\n' % i for i in range(100)))
+    t = _pm2.tail(str(log), max_lines=3)
+    assert t == 'line 97\nline 98\nline 99'
+    assert 'cannot read' in _pm2.tail(str(tmp_path / 'missing.log'))
+    assert 'no error log' in _pm2.tail(None)
+
+
+def run(args, check=False):
+    args = dict(args, _ansible_check_mode=check)
+    buf = io.StringIO()
+    with patch_module_args(args), contextlib.redirect_stdout(buf), pytest.raises(SystemExit):
+        pm2_service.main()
+    return json.loads(buf.getvalue())
+
+
+def test_missing_pm2_path_says_how_to_install(tmp_path):
+    r = run({'name': 'x', 'executable': str(tmp_path / 'no' / 'pm2')})
+    assert r['failed']
+    assert str(tmp_path / 'no' / 'pm2') in r['msg'] and 'npm install -g pm2' in r['msg']
+
+
+def test_missing_pm2_on_path_says_how_to_install(monkeypatch, tmp_path):
+    monkeypatch.setenv('PATH', str(tmp_path))
+    r = run({'name': 'x', 'executable': 'pm2-that-does-not-exist'})
+    assert r['failed'] and 'not found on PATH' in r['msg'] and 'npm install -g pm2' in r['msg']
+
+
+def test_script_and_ecosystem_exclusive():
+    r = run({'name': 'x', 'script': 'a.js', 'ecosystem': 'e.config.js'})
+    assert r['failed'] and 'mutually exclusive' in r['msg']
