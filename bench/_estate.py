@@ -321,9 +321,12 @@ class Estate:
         return subprocess.run([str(PM2), *args], env=self.env(), capture_output=True, text=True, timeout=timeout, check=check)
 
     def pm2_jlist(self) -> list[dict]:
+        # pm2 prints a banner (e.g. "[PM2] Spawning PM2 daemon") before the JSON on its first call.
         out = self.pm2("jlist").stdout
-        start = out.find("[")
-        return json.loads(out[start:]) if start >= 0 else []
+        for line in reversed(out.splitlines()):
+            if line.startswith("[{") or line.strip() == "[]":
+                return json.loads(line)
+        return []
 
     def pm2_daemon_pid(self) -> int | None:
         try:
@@ -416,7 +419,7 @@ class Prober:
         while not self._stop.is_set():
             t = time.monotonic()
             try:
-                status, _ = host.health(timeout=self.timeout)
+                status = host.health(timeout=self.timeout)[0]
                 ok = status == 200
             except OSError:
                 ok = False
@@ -597,11 +600,11 @@ def with_phases(timing: dict) -> list[dict]:
     current = "setup"
     out = []
     for t in timing["tasks"]:
-        ph = role_phase(t["role"])
-        if ph:
-            current = ph
-        elif not t["role"]:
+        short = t["role"].rsplit(".", maxsplit=1)[-1]
+        if not short:
             current = "playbook"
+        elif not short.startswith("_"):
+            current = short
         out.append(dict(t, phase=current))
     return out
 

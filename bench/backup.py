@@ -119,15 +119,15 @@ def m_cp(src, dst):
 
 
 def m_sqlite3_backup(src, dst):
-    run(['sqlite3', src, '.backup %s' % dst])
+    run(['sqlite3', '-cmd', '.timeout 600000', src, '.backup %s' % dst])
 
 
 def m_vacuum_into(src, dst):
-    run(['sqlite3', src, "VACUUM INTO '%s'" % dst])
+    run(['sqlite3', '-cmd', '.timeout 600000', src, "VACUUM INTO '%s'" % dst])
 
 
 def m_py_backup(src, dst):
-    code = ('import sqlite3,sys; s=sqlite3.connect(sys.argv[1]); d=sqlite3.connect(sys.argv[2]); '
+    code = ('import sqlite3,sys; s=sqlite3.connect(sys.argv[1], timeout=600); d=sqlite3.connect(sys.argv[2]); '
             's.backup(d); d.close(); s.close()')
     run([sys.executable, '-c', code, src, dst])
 
@@ -165,11 +165,14 @@ METHODS = [
 ]
 
 
-def measure(src, outdir, runs, writer=False):
+def measure(src, outdir, runs, writer=False, warmup=True):
     """Interleave methods; return {name: {times: [...], stalls: [...], rate: [...]}}."""
     res = {name: {'times': [], 'stall_ms': [], 'commits_per_s': [], 'method': set()} for name, _fn in METHODS}
-    for rnd in range(runs + 1):  # round 0 warms caches and is discarded
+    for rnd in range(0 if warmup else 1, runs + 1):  # round 0 warms caches and is discarded
         for name, fn in METHODS:
+            # start every copy with no dirty pages left over from the previous one (disk writeback is the noisiest part)
+            subprocess.run(['sync'], check=True)
+            time.sleep(0.5)
             dst = os.path.join(outdir, 'out.db')
             for suffix in ('', '-journal', '-wal', '-shm'):
                 if os.path.exists(dst + suffix):
@@ -268,7 +271,8 @@ def write_doc(section):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--size-mb', type=int, default=1024)
-    ap.add_argument('--runs', type=int, default=3)
+    ap.add_argument('--runs', type=int, default=5)
+    ap.add_argument('--live-runs', type=int, default=3)
     ap.add_argument('--live-timeout', type=float, default=60.0, help='give up on one copy under a live writer after this many s')
     ap.add_argument('--no-doc', action='store_true', help='do not rewrite docs/benchmarks.md')
     args = ap.parse_args()
@@ -290,7 +294,7 @@ def main():
             set_journal_mode(src, mode)
             TIMEOUT[0] = args.live_timeout
             print('live writer, %s ...' % mode)
-            out['live-' + mode] = measure(src, work, args.runs, writer=True)
+            out['live-' + mode] = measure(src, work, args.live_runs, writer=True, warmup=False)
             print(table(out['live-' + mode], True))
             set_journal_mode(src, 'delete')
     finally:
@@ -303,10 +307,12 @@ def main():
     section = '\n'.join([
         '## Backup',
         '',
-        'Command: `.venv/bin/python bench/backup.py --size-mb %d --runs %d` · %s · %s.' % (args.size_mb, args.runs, now, machine()),
+        'Command: `.venv/bin/python bench/backup.py --size-mb %d --runs %d --live-runs %d` · %s · %s.'
+        % (args.size_mb, args.runs, args.live_runs, now, machine()),
         '',
         'Database: %.0f MiB (%d bytes), 4 KiB pages, one table of ~430-byte rows plus an index. Every method copies the same '
-        'file in the same run; methods are interleaved, one warm-up round is discarded, the page cache is warm for all. '
+        'file in the same run; methods are interleaved, one warm-up round is discarded, the page cache is warm for all, and '
+        '`sync` runs (untimed) before each copy so no copy pays for the previous one\'s writeback. '
         'Times include each tool\'s process start; sqlite_backup runs as a module process (Ansible\'s own connection '
         'overhead is excluded). cp is only the yardstick: it is not a consistent copy of a live database.' % (size / 2 ** 20, size),
         '',

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Scale benchmark: ``playbooks/site.yml`` on 1, 5 and 10 local pairs, in one run.
 

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Whole-fix benchmark: ``playbooks/site.yml`` on a local blue/green estate.
 

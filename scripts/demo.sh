@@ -22,7 +22,9 @@ GREEN_PORT="${DBFIX_DEMO_GREEN_PORT:-3001}"
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 die() { printf '\ndemo: ERROR: %s\n' "$*" >&2; exit 1; }
 
-[ -x "$PY" ] && [ -x "$VENV/bin/ansible-playbook" ] || die "no venv with ansible at $VENV - run 'make venv' (or just 'make demo')"
+if [ ! -x "$PY" ] || [ ! -x "$VENV/bin/ansible-playbook" ]; then
+  die "no venv with ansible at $VENV - run 'make venv' (or just 'make demo')"
+fi
 [ -x "$PM2_BIN_DIR/pm2" ] || die "pm2 not found at $PM2_BIN_DIR/pm2 - run 'make node-tools'"
 [ -f "$APP_MODULES/better-sqlite3/package.json" ] || die "the test app's node_modules are missing ($APP_MODULES) - run 'make node-tools'"
 command -v node >/dev/null || die "node is not on PATH - install Node.js >= 18"
@@ -115,7 +117,7 @@ PYEOF
 if [ -f "$ROOT/playbooks/site.yml" ]; then
   say "Running the fix: ansible-playbook playbooks/site.yml -i demo/inventory.ini"
   ansible-playbook playbooks/site.yml -i "$DEMO/inventory.ini"
-  report="$(ls -1t "$ROOT"/reports/*.md 2>/dev/null | head -n1 || true)"
+  report="$(find "$ROOT/reports" -maxdepth 1 -name '*.md' -printf '%T@ %p\n' 2>/dev/null | sort -nr | head -n1 | cut -d' ' -f2- || true)"
   if [ -n "$report" ]; then
     say "Report: ${report#"$ROOT"/}"
     cat "$report"

@@ -18,9 +18,9 @@ cd "$ROOT" || exit 1
 mkdir -p "$LOGS"
 
 export PATH="$VENV/bin:$PATH"
-# containers.podman (from the ansible wheel) first, then this checkout (the
-# committed .collections symlink), then where Molecule installs collections.
-export ANSIBLE_COLLECTIONS_PATH="$ROOT/.cache/collections:$ROOT/.collections:$HOME/.ansible/collections"
+# This checkout first (the committed .collections symlink, so the code under
+# test is the working tree), containers.podman from the ansible wheel, then ~/.ansible.
+export ANSIBLE_COLLECTIONS_PATH="$ROOT/.collections:$ROOT/.cache/collections:$HOME/.ansible/collections"
 export ANSIBLE_FORCE_COLOR="${ANSIBLE_FORCE_COLOR:-0}"
 export PY_COLORS="${PY_COLORS:-0}"
 export MOLECULE_NO_LOG="${MOLECULE_NO_LOG:-false}"

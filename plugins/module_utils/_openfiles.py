@@ -24,9 +24,9 @@ def _identity(path):
     return (st.st_dev, st.st_ino)
 
 
-def _cmdline(pid):
+def _cmdline(pid, proc_root='/proc'):
     try:
-        with open('/proc/%s/cmdline' % pid, 'rb') as f:
+        with open(os.path.join(proc_root, str(pid), 'cmdline'), 'rb') as f:
             raw = f.read()
     except OSError:
         return ''
@@ -76,10 +76,16 @@ def holders(paths, proc_root='/proc'):
             ident = (st.st_dev, st.st_ino)
             if ident in wanted and ident not in seen:
                 seen.add(ident)
-                found.append({'pid': int(pid), 'command': _cmdline(pid), 'path': wanted[ident]})
+                found.append({'pid': int(pid), 'command': _cmdline(pid, proc_root), 'path': wanted[ident]})
     return found, unreadable
 
 
 def describe(found):
     """Human-readable ``pid 123 (node server.js) has /x/db open`` list."""
-    return '; '.join('pid %d (%s) has %s open' % (h['pid'], h['command'] or '?', h['path']) for h in found)
+    return '; '.join('pid %d (%s) has %s open' % (h['pid'], _short(h['command']) or '?', h['path']) for h in found)
+
+
+def _short(command, limit=160):
+    # A command line can hold a whole inline script; one line of it names the process well enough.
+    command = ' '.join((command or '').split())
+    return command if len(command) <= limit else command[:limit - 3] + '...'

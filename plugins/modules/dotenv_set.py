@@ -13,10 +13,11 @@ short_description: Set or remove keys in a C(.env) file exactly the way Node's d
 version_added: 1.0.0
 description:
   - Sets or removes one or several keys in a C(.env) file that a Node.js app loads with the npm C(dotenv) package.
-  - Every value is written so that dotenv 16, 17 and 18 (including 18's opt-in fast parser) read back exactly the
-    value given. The quoting is chosen per value; unquoted for plain values, otherwise single quotes, double quotes
-    (with C(\n)/C(\r) escapes, the only way to carry a carriage return) or backticks. An existing quoted value keeps
-    its quote style when that style can carry the new value.
+  - Every value is written so that dotenv 16, 17 and 18 read back exactly the value given (the collection's tests
+    check this against the real npm packages, including 18's opt-in fast parser).
+  - The quoting is chosen per value; unquoted for plain values, otherwise single quotes, double quotes (with
+    C(\n)/C(\r) escapes, the only way to carry a carriage return) or backticks. An existing quoted value keeps its
+    quote style when that style can carry the new value.
   - Every edit is checked by re-reading the resulting file with a port of dotenv's parser; the edit is only made when
     the file reads back as the given key/values plus every other key unchanged. A value that no dotenv syntax can
     carry (for example a carriage return together with a literal backslash-n, or a NUL character) fails the task and
@@ -31,7 +32,7 @@ description:
     C(.env) is followed, the target is edited and the link is kept. Mode and owner of an existing file are kept.
   - The task is C(changed) only when the file's bytes (or its attributes) change.
 author:
-  - bluegreen.dbfix contributors
+  - bluegreen.dbfix contributors (!UNKNOWN)
 options:
   path:
     description:
@@ -139,7 +140,15 @@ changed:
   type: bool
   sample: true
 keys:
-  description: Names of the keys whose definitions were added, rewritten or removed. Never the values.
+  description:
+    - Names of the keys whose definitions were added, rewritten or removed. Never the values.
+    - In Jinja, C(result.keys) is the dict method; write C(result['keys']) or use RV(changed_keys).
+  returned: always
+  type: list
+  elements: str
+  sample: [ALLOWED_ORIGINS]
+changed_keys:
+  description: Same as RV(keys), under a name that works with Jinja's dot syntax.
   returned: always
   type: list
   elements: str
@@ -233,7 +242,8 @@ def run(module):
     new_bytes = new_text.encode('utf-8', 'surrogateescape')
 
     changed = (new_bytes != old_bytes) or not exists
-    result = {'changed': changed, 'keys': keys if changed else [], 'path': target}
+    keys = keys if changed else []
+    result = {'changed': changed, 'keys': keys, 'changed_keys': list(keys), 'path': target}
     if module._diff:
         if p['show_values']:
             before, after = old_text, new_text

@@ -23,7 +23,7 @@ description:
     process and the I(names) of the stored variables (RV(env_keys)). Values given in O(env) are secret: they are
     passed to pm2 through the environment, never on the command line, and masked in all output."
 author:
-  - bluegreen.dbfix contributors
+  - bluegreen.dbfix contributors (!UNKNOWN)
 options:
   name:
     description:
@@ -71,7 +71,11 @@ options:
     description:
       - Environment variables for the process. Values are secret; they reach pm2 through the environment of the
         pm2 command, and are masked in every result, warning and error.
-      - Applied when the process is started, and on restart/reload when O(update_env=true).
+      - Applied when pm2 starts a process it does not know yet, and on restart/reload when O(update_env=true)
+        (pm2 keeps a process's stored environment otherwise).
+      - Because the values are masked everywhere in the task output, a value that also appears elsewhere (a port
+        number in O(health_url), for example) shows as C(********) there too. Put settings that are not secret in
+        O(args) or the O(ecosystem) file.
     type: dict
   update_env:
     description:
@@ -123,6 +127,7 @@ attributes:
     description: Reports the action that would be taken; nothing is started, stopped or saved.
   diff_mode:
     support: none
+    description: Process state is not a file; use the returned facts instead.
   idempotent:
     support: partial
     description: V(started), V(stopped) and V(absent) are idempotent; V(restarted) and V(reloaded) always act.
@@ -468,6 +473,8 @@ class Pm2Service:
         args, cwd, with_env = action
         if self.module.check_mode:
             self.commands.append(' '.join(['pm2', *args]))
+            if self.p['save']:
+                self.commands.append('pm2 save')
             res = self.result(procs, True)
             return res
         self.run(args, with_env=with_env, cwd=cwd)

@@ -83,7 +83,9 @@ attributes:
     platforms: posix
 notes:
   - Stop the app before running this module; it refuses while the file is open, and with
-    O(state=unlinked) while anyone has the shared database open.
+    O(state=unlinked) while anyone has the shared database open. Open files are found in
+    C(/proc), so only processes in the module's own PID namespace are seen (an app in another
+    container that shares the folder is not); run it as root so every process can be inspected.
   - Network filesystems refused include NFS, CIFS/SMB, sshfs, 9p, virtiofs, AFS, Ceph,
     GlusterFS, Lustre, GPFS, WebDAV and object-store FUSE mounts; C(overlay) and C(tmpfs)
     are local and accepted.
@@ -205,6 +207,17 @@ def describe_path(path):
     return 'other:special file'
 
 
+def human(description):
+    """``describe_path`` output in words, for messages."""
+    if description == 'file':
+        return 'a regular file'
+    if description == 'absent':
+        return 'missing'
+    if description.startswith('link:'):
+        return 'a symlink to %s' % description[5:]
+    return 'a %s' % description.split(':', 1)[1]
+
+
 def _same_file(a, b):
     try:
         return os.path.samefile(a, b)
@@ -264,9 +277,15 @@ def can_access(uid, groups, st, want):
 
 
 def _fsync_dir(directory):
-    fd = os.open(directory, os.O_RDONLY)
+    """Make the renames durable; a filesystem that cannot fsync a folder is not an error."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
     try:
         os.fsync(fd)
+    except OSError:
+        pass
     finally:
         os.close(fd)
 
@@ -404,7 +423,12 @@ class SharedDbLink:
     def check_filesystem(self):
         real = os.path.realpath(self.shared)
         for where in (real, os.path.dirname(real)):
-            info = fs_info(where)
+            try:
+                info = fs_info(where)
+            except OSError as e:
+                self.module.warn('Could not read /proc/self/mountinfo (%s); %s was not checked for a network filesystem.'
+                                 % (e.strerror, where))
+                return
             if info['fstype'] is None:
                 self.module.warn('Could not find the filesystem of %s in /proc/self/mountinfo; '
                                  'not checked for a network filesystem.' % where)
@@ -518,8 +542,8 @@ class SharedDbLink:
         st = _lstat(path)
         is_link = st is not None and stat.S_ISLNK(st.st_mode)
         if st is not None and not is_link and not stat.S_ISREG(st.st_mode):
-            raise LinkError('path %s is a %s, not the app\'s database file or a link; check path, nothing was changed.'
-                            % (path, previous.split(':', 1)[1]))
+            raise LinkError('path %s is %s, not the app\'s database file or a link; check path, nothing was changed.'
+                            % (path, human(previous)))
         self.check_shared()
         self.check_not_self()
         self.check_filesystem()
@@ -544,7 +568,7 @@ class SharedDbLink:
                 else:
                     raise LinkError('%s already exists (%s, %d bytes) and is never overwritten: it would be where %s is kept. '
                                     'Compare it with %s, then move it away (or remove it) or choose another old_suffix; '
-                                    'nothing was changed.' % (old, describe_path(old), ost.st_size, path, path))
+                                    'nothing was changed.' % (old, human(describe_path(old)), ost.st_size, path, path))
             for s in SIDECARS:
                 if os.path.lexists(old + s) and not (resume and _same_file(old + s, path + s)):
                     raise LinkError('%s already exists and is never overwritten: %s%s would be kept there. Move it away '
@@ -556,8 +580,8 @@ class SharedDbLink:
                                 % (path, old, old, path))
             sidecars_here = [path + s for s in sidecars]
             if sidecars_here:
-                raise LinkError('%s is %s but %s exist beside it; SQLite files without their database. Inspect and move '
-                                'them away; nothing was changed.' % (path, previous, ', '.join(sidecars_here)))
+                raise LinkError('%s is %s but %s exist beside it: SQLite files without their database. Inspect and move '
+                                'them away; nothing was changed.' % (path, human(previous), ', '.join(sidecars_here)))
         self.check_holders([path] + [path + s for s in SIDECARS],
                            'Stop the app (for example with bluegreen.dbfix.pm2_service state=stopped) before linking: '
                            'moving a file a process has open makes it keep writing to the kept .OLD')
@@ -600,8 +624,10 @@ class SharedDbLink:
         except OSError as e:
             self._undo(created)
             raise LinkError('linking %s to %s failed (%s: %s); the files made so far (%s) were removed again and %s is as '
-                            'it was. Check the permissions of %s.'
-                            % (path, shared, e.strerror, e.filename, ', '.join(created) or 'none', path, os.path.dirname(path)),
+                            'it was%s. Check the permissions of %s.'
+                            % (path, shared, e.strerror, e.filename, ', '.join(created) or 'none', path,
+                               ' (its -wal/-journal was merged into it, same content)' if self.result['checkpointed'] else '',
+                               os.path.dirname(path)),
                             traceback=traceback.format_exc()) from e
         # The link is in place; the old sidecars now live on as .OLD-*.
         leftovers = []
@@ -623,8 +649,8 @@ class SharedDbLink:
         if st is not None and stat.S_ISREG(st.st_mode):
             return
         if st is not None and not stat.S_ISLNK(st.st_mode):
-            raise LinkError('path %s is a %s, neither a link nor the app\'s database file; check path, nothing was changed.'
-                            % (path, previous.split(':', 1)[1]))
+            raise LinkError('path %s is %s, neither a link nor the app\'s database file; check path, nothing was changed.'
+                            % (path, human(previous)))
         if st is not None:
             text = os.readlink(path)
             if self.shared is not None and not (text == self.shared or _same_file(path, self.shared)) and not self.force:
@@ -635,10 +661,10 @@ class SharedDbLink:
         if ost is None:
             raise LinkError('%s is %s but there is no %s to put back; restore the app\'s database from a backup '
                             '(bluegreen.dbfix.sqlite_backup state=restored) instead, nothing was changed.'
-                            % (path, 'a symlink to %s' % previous[5:] if st is not None else 'missing', old))
+                            % (path, human(previous), old))
         if not stat.S_ISREG(ost.st_mode):
             raise LinkError('%s is %s, not a regular file, so it cannot be put back as %s; inspect it, nothing was changed.'
-                            % (old, describe_path(old), path))
+                            % (old, human(describe_path(old)), path))
         sidecars = [s for s in SIDECARS if os.path.lexists(old + s)]
         for s in SIDECARS:
             if os.path.lexists(path + s):

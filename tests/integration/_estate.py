@@ -11,6 +11,7 @@ pair dirs instead of a rebuild).
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -91,11 +92,12 @@ def make_estate(prefix: str, pairs: int = 1) -> Estate:
     return Estate(root, pairs=pairs)
 
 
-@pytest.fixture(scope="module")
-def built_estate():
-    """One pair, built and healthy; snapshot 'pristine' taken. pm2 killed and dir removed at teardown."""
+@contextlib.contextmanager
+def built(prefix: str, pairs: int = 1):
+    """A built, healthy estate with snapshot 'pristine'; pm2 killed and the dir removed on exit
+    (kept, with its logs, when DBFIX_KEEP_ESTATE is set)."""
     require()
-    estate = make_estate("it")
+    estate = make_estate(prefix, pairs)
     try:
         estate.build()
         H.snapshot(estate, "pristine")

@@ -102,8 +102,8 @@ class App:
     def build_db(self, *extra: str) -> dict:
         return generate(self.db, self.role, *extra)
 
-    def start(self) -> "App":
-        self.log = open(self.dir / "server.log", "wb")  # noqa: SIM115 - closed in stop()
+    def start(self) -> App:
+        self.log = open(self.dir / "server.log", "wb")  # closed in stop()
         self.proc = subprocess.Popen(["node", "server.js"], cwd=self.dir, env=self.env(), stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -170,7 +170,7 @@ def test_health_reports_real_path_of_the_db_it_opened(make_app, tmp_path):
     generate(shared, "production")
     app.db.symlink_to(shared)  # what phase 2 does: database.db -> shared DB
 
-    status, _, body = app.start().request("GET", "/api/health")
+    status, _headers, body = app.start().request("GET", "/api/health")
 
     assert status == 200
     assert body == {"status": "ok", "color": "blue", "db": str(shared.resolve())}
@@ -179,7 +179,7 @@ def test_health_reports_real_path_of_the_db_it_opened(make_app, tmp_path):
 def test_health_is_500_when_the_db_is_missing(make_app):
     app = make_app(color="blue", role="production").start()  # no DB built
 
-    status, _, body = app.request("GET", "/api/health")
+    status, _headers, body = app.request("GET", "/api/health")
 
     assert status == 500
     assert body["status"] == "error"
@@ -192,7 +192,7 @@ def test_users_me_is_500_without_position_and_200_after_the_apps_migrator(make_a
     app.build_db()
     app.start()
 
-    status, _, body = app.request("GET", "/api/users/me")
+    status, _headers, body = app.request("GET", "/api/users/me")
     assert status == 500
     assert "no such column: position" in body["error"]
 
@@ -206,7 +206,7 @@ def test_users_me_is_500_without_position_and_200_after_the_apps_migrator(make_a
     assert UP_TO_DATE in second.stdout.splitlines()
     assert "Applied" not in second.stdout
 
-    status, _, body = app.request("GET", "/api/users/me")
+    status, _headers, body = app.request("GET", "/api/users/me")
     assert status == 200
     assert body == {"id": 1, "name": "Anna Schmidt", "email": "anna.schmidt@timetracking.example", "position": None}
     assert "position" in columns(app.db, "users")
@@ -236,7 +236,7 @@ def test_post_time_entry_writes_a_row(make_app):
     before = len(rows(app.db, "time_entries"))
     app.start()
 
-    status, _, body = app.request("POST", "/api/time-entries", {"user_id": 3, "minutes": 45, "note": "pytest entry"})
+    status, _headers, body = app.request("POST", "/api/time-entries", {"user_id": 3, "minutes": 45, "note": "pytest entry"})
 
     assert status == 201
     conn = sqlite3.connect(app.db)
@@ -265,7 +265,7 @@ def test_stats_counts_rows_per_table(make_app):
     built = app.build_db()
     app.start()
 
-    status, _, body = app.request("GET", "/api/stats")
+    status, _headers, body = app.request("GET", "/api/stats")
 
     assert status == 200
     assert body["tables"] == built["rows"]
@@ -293,17 +293,17 @@ def test_cors_preflight_allows_only_listed_origins(make_app):
     app.start()
     preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
 
-    status, headers, _ = app.request("OPTIONS", "/api/time-entries", headers={"Origin": "tauri://localhost", **preflight})
+    status, headers, _body = app.request("OPTIONS", "/api/time-entries", headers={"Origin": "tauri://localhost", **preflight})
     assert status == 204
     assert headers["access-control-allow-origin"] == "tauri://localhost"
     assert "POST" in headers["access-control-allow-methods"]
     assert headers["vary"] == "Origin"
 
-    status, headers, _ = app.request("OPTIONS", "/api/time-entries", headers={"Origin": "http://evil.example", **preflight})
+    status, headers, _body = app.request("OPTIONS", "/api/time-entries", headers={"Origin": "http://evil.example", **preflight})
     assert status == 204
     assert "access-control-allow-origin" not in headers
 
-    status, headers, _ = app.request("GET", "/api/health", headers={"Origin": "http://localhost:1421"})
+    status, headers, _body = app.request("GET", "/api/health", headers={"Origin": "http://localhost:1421"})
     assert status == 200
     assert headers["access-control-allow-origin"] == "http://localhost:1421"
 
@@ -313,8 +313,8 @@ def test_cors_refuses_every_origin_without_allowed_origins(make_app):
     app.build_db()
     app.start()
 
-    status, headers, _ = app.request("OPTIONS", "/api/health", headers={"Origin": "tauri://localhost",
-                                                                        "Access-Control-Request-Method": "GET"})
+    preflight = {"Origin": "tauri://localhost", "Access-Control-Request-Method": "GET"}
+    status, headers, _body = app.request("OPTIONS", "/api/health", headers=preflight)
 
     assert status == 204
     assert "access-control-allow-origin" not in headers

@@ -83,14 +83,14 @@ BASES = [
 ]
 
 
-def _written(values, bases=BASES):
+def _written(values, bases=None):
     """Edit every base with every value; returns [(value, base, new_bytes)] and [(value, base)] refused."""
     written, refused = [], []
     for v in values:
-        for b in bases:
+        for b in BASES if bases is None else bases:
             text = b.decode('utf-8', 'surrogateescape')
             try:
-                new, _ = d.edit(text, {'KEY': v})
+                new, _keys = d.edit(text, {'KEY': v})
             except d.DotenvError:
                 refused.append((v, b))
                 continue
@@ -118,7 +118,7 @@ def test_corpus_reads_back_exactly_in_every_dotenv():
     assert not bad, bad[:5]
     # the corpus must exercise both outcomes, and every written style
     assert written and refused
-    refused_values = {v for v, _ in refused}
+    refused_values = {v for v, _base in refused}
     assert refused_values <= {'x\\nb\r', 'nul\0byte'}, refused_values
     styles = set()
     for _v, _b, new in written:
@@ -137,12 +137,12 @@ def test_plain_values_stay_unquoted_and_other_lines_untouched():
 def _random_file(rng):
     parts = ['A', 'B', 'KEY', '=', '=', ' ', '\t', '\n', '\n', '\r\n', '\r', '#', '"', "'", '`', '\\', 'n', 'r',
              'export ', ':', ': ', '\u2028', '\u00a0', 'x', '.', '-', '$', 'é']
-    return ''.join(rng.choice(parts) for _ in range(rng.randint(0, 40)))
+    return ''.join(rng.choice(parts) for _i in range(rng.randint(0, 40)))
 
 
 def test_python_port_agrees_with_node_on_hostile_files():
     rng = random.Random(20261125)
-    files = [_random_file(rng) for _ in range(3000)] + [b.decode('utf-8') for b in BASES]
+    files = [_random_file(rng) for _i in range(3000)] + [b.decode('utf-8') for b in BASES]
     results = oracle([f.encode('utf-8') for f in files])
     mismatches = []
     for f, r in zip(files, results, strict=True):

@@ -30,7 +30,7 @@ PLAYBOOK_BIN = Path(sys.executable).parent / "ansible-playbook"
 def free_ports(n: int) -> list[int]:
     socks = []
     try:
-        for _ in range(n):
+        for _index in range(n):
             s = socket.socket()
             s.bind(("127.0.0.1", 0))
             socks.append(s)
@@ -52,7 +52,7 @@ class Estate:
     def __init__(self, root: Path):
         self.root = root
         self.pm2_home = root / "pm2"
-        self.ports = dict(zip(("blue", "green"), free_ports(2)))
+        self.ports = dict(zip(("blue", "green"), free_ports(2), strict=True))
         self.app_dirs = {"blue": root / "home" / "ubuntu" / "TimeTracking-BLUE",
                          "green": root / "home" / "ubuntu" / "TimeTracking-Clean"}
         self.inventory = root / "inventory.ini"

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _estate import H, built_estate, db_state, fault_env, require, trace_env  # noqa: F401  (fixture re-export)
+from _estate import H, built, db_state, fault_env, require, trace_env
 
 RESULTS = H.ROOT / "bench" / "results"
 # Short timeouts keep the failure cases fast; the lock is held far longer than these.
@@ -169,18 +169,18 @@ def write_results(name: str, rows: list[dict], seconds: float) -> None:
 
 
 @pytest.fixture(scope="module")
-def fx(built_estate):  # noqa: F811
+def fx():
     """The estate after a clean phase 1, snapshot 'pre_phase2'; the phase-2 and rollback kill points enumerated."""
     require("site.yml", "phase1.yml", "phase2.yml", "rollback.yml")
-    estate = built_estate
-    run = estate.playbook("phase1.yml", extra_vars=FAST, log_name="phase1")
-    assert run.rc == 0, f"phase1.yml failed on a fresh estate:\n{run.tail()}"
-    snap = H.snapshot(estate, "pre_phase2")
-    pre = pre_rows(snap, estate)
-    p2_points = enumerate_points(estate, "phase2.yml", "phase2", FAST)
-    H.snapshot(estate, "post_phase2")
-    rb_points = enumerate_points(estate, "rollback.yml", "rollback", {**FAST, "dbfix_rollback_phase": "phase2"})
-    return {"estate": estate, "pre": pre, "p2_points": p2_points, "rb_points": rb_points}
+    with built("fault") as estate:
+        run = estate.playbook("phase1.yml", extra_vars=FAST, log_name="phase1")
+        assert run.rc == 0, f"phase1.yml failed on a fresh estate:\n{run.tail()}"
+        snap = H.snapshot(estate, "pre_phase2")
+        pre = pre_rows(snap, estate)
+        p2_points = enumerate_points(estate, "phase2.yml", "phase2", FAST)
+        H.snapshot(estate, "post_phase2")
+        rb_points = enumerate_points(estate, "rollback.yml", "rollback", {**FAST, "dbfix_rollback_phase": "phase2"})
+        yield {"estate": estate, "pre": pre, "p2_points": p2_points, "rb_points": rb_points}
 
 
 # --------------------------------------------------------------------------- kill sweeps
@@ -230,7 +230,7 @@ def test_sigkill_after_each_rollback_task(fx):
         H.restore(estate, "post_phase2")
         killed = estate.playbook("rollback.yml", extra_vars=extra, env=fault_env("rollback", k), log_name=f"rb-kill{k}")
         rec = estate.playbook("rollback.yml", extra_vars=extra, log_name=f"rb-kill{k}-rerun")
-        errs, _ = check_rolled_back(estate, pre, None)
+        errs = check_rolled_back(estate, pre, None)[0]
         if killed.rc != -signal.SIGKILL:
             errs.insert(0, f"killed run ended with rc={killed.rc}, expected SIGKILL")
         if rec.rc != 0:

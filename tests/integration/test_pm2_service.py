@@ -21,6 +21,7 @@ import time
 import urllib.request
 
 import pytest
+from ansible.module_utils.common import warnings as _warnings
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.bluegreen.dbfix.plugins.modules import pm2_service
@@ -51,6 +52,9 @@ def pm2_home():
 
 
 def run(args, check=False):
+    # in-process runs share ansible-core's global warning list: start each run empty
+    _warnings._global_warnings.clear()
+    _warnings._global_deprecations.clear()
     args = dict(args, _ansible_check_mode=check)
     buf = io.StringIO()
     with patch_module_args(args), contextlib.redirect_stdout(buf), pytest.raises(SystemExit):
@@ -187,7 +191,8 @@ def test_app_that_exits_at_once_is_caught(pm2_home):
 
 def test_health_gate_passes_after_warm_up(pm2_home):
     port = free_port()
-    r = run(base(pm2_home, script=ECHO, env={'PORT': str(port), 'HEALTH_DELAY_MS': '2500'}, wait=0.5,
+    # non-secret settings go in args: env values are masked everywhere in the output (port included)
+    r = run(base(pm2_home, script=ECHO, args=['PORT=%d' % port, 'HEALTH_DELAY_MS=2500'], wait=0.5,
                  health_url='http://127.0.0.1:%d/health' % port, health_timeout=20))
     assert r['changed'] and r['health']['status'] == 200
     # the first polls saw 503 (warming up); only a later one passed
@@ -196,16 +201,16 @@ def test_health_gate_passes_after_warm_up(pm2_home):
 
 def test_health_gate_fails_with_status_and_body(pm2_home):
     port = free_port()
-    r = run(base(pm2_home, script=ECHO, env={'PORT': str(port), 'HEALTH_STATUS': '500', 'APP_SECRET': SECRET}, wait=0.5,
+    r = run(base(pm2_home, script=ECHO, args=['PORT=%d' % port, 'HEALTH_STATUS=500'], env={'APP_SECRET': SECRET}, wait=0.5,
                  health_url='http://127.0.0.1:%d/health' % port, health_timeout=2))
     assert r['failed']
-    assert 'HTTP 500' in r['msg'] and 'health status set by HEALTH_STATUS' in r['msg']
+    assert 'HTTP 500' in r['msg'] and 'health status set by HEALTH_STATUS' in r['msg'] and str(port) in r['msg']
     assert r['health']['status'] == 500
 
 
 def test_health_gate_connection_refused(pm2_home):
     port, closed = free_port(), free_port()
-    r = run(base(pm2_home, script=ECHO, env={'PORT': str(port)}, wait=0.5,
+    r = run(base(pm2_home, script=ECHO, args=['PORT=%d' % port], wait=0.5,
                  health_url='http://127.0.0.1:%d/health' % closed, health_timeout=1))
     assert r['failed'] and 'did not answer HTTP 200' in r['msg'] and 'refused' in r['msg'].lower()
 

@@ -28,7 +28,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from _estate import H, make_estate, require
+from _estate import H, built, require
 
 SECRET_KEY = re.compile(r"(SECRET|TOKEN|PASSW|PASSWD|PRIVATE|API_?KEY|CREDENTIAL)", re.IGNORECASE)
 CALLBACKS = Path(__file__).resolve().parent / "callback_plugins"
@@ -41,7 +41,7 @@ def env_values(path: Path) -> dict[str, str]:
         line = raw.strip()
         if not line or line.startswith("#") or "=" not in line:
             continue
-        key, _, value = line.partition("=")
+        key, value = line.split("=", 1)
         key = key.removeprefix("export ").strip()
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"`":
@@ -61,9 +61,7 @@ def is_sqlite(path: Path) -> bool:
 @pytest.fixture(scope="module")
 def secured_run():
     require("site.yml")
-    estate = make_estate("sec")
-    try:
-        estate.build()
+    with built("sec") as estate:
         canaries = {}
         for h in estate.hosts:
             token = f"canary-env-{secrets.token_hex(12)}"
@@ -81,7 +79,7 @@ def secured_run():
         subprocess.run([str(H.PM2), "restart", blue.pm2_name, "--update-env"], env=env, check=True, capture_output=True, timeout=120)
         estate.wait_healthy()
         # The canary really is in pm2's saved environment (else the test proves nothing).
-        proc = next(p for p in estate.pm2_jlist() if p["name"] == blue.pm2_name)
+        proc = {p["name"]: p for p in estate.pm2_jlist()}[blue.pm2_name]
         assert proc["pm2_env"].get("DBFIX_CANARY_SECRET") == pm2_canary
         secret_values = dict(canaries)
         for h in estate.hosts:
@@ -109,8 +107,6 @@ def secured_run():
             "estate": estate, "run": run, "secrets": secret_values, "results": results,
             "source_modes": source_modes, "env_modes": env_modes,
         }
-    finally:
-        estate.remove()
 
 
 def test_full_run_succeeded(secured_run):

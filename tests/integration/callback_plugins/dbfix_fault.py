@@ -114,11 +114,12 @@ class CallbackModule(CallbackBase):
             self._fire()
         role = task._role.get_name() if task._role else ""
         short = role.rsplit(".", maxsplit=1)[-1]
-        # Helper roles imported by a phase role (_common) count as that phase.
-        if short in ("phase1", "phase2", "cors", "rollback"):
-            self._phase = short
-        elif not role:
+        # Helper roles (leading "_", e.g. _common imported by phase2) count as
+        # the role that imported them; a task outside any role ends the phase.
+        if not role:
             self._phase = ""
+        elif not short.startswith("_"):
+            self._phase = short
         mine = bool(self._role) and self._phase == self._role
         if mine:
             self._count += 1

@@ -1,15 +1,19 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // Test app for pm2_service: answers on 127.0.0.1:$PORT.
 //   GET /env/NAME -> {"name": NAME, "value": process.env[NAME] ?? null}
-//   GET /health   -> $HEALTH_STATUS (default 200) once $HEALTH_DELAY_MS have passed since start, 503 before
+//   GET /health   -> HEALTH_STATUS (default 200) once $HEALTH_DELAY_MS have passed since start, 503 before
 //   GET /pid      -> {"pid": process.pid}
 'use strict'
 const http = require('http')
 const started = Date.now()
-const port = Number(process.env.PORT)
+// Non-secret settings may also come as KEY=VALUE arguments (pm2_service `args`), so
+// tests need not put them in `env`, whose values Ansible masks everywhere in output.
+const conf = Object.assign({}, process.env)
+for (const a of process.argv.slice(2)) { const i = a.indexOf('='); if (i > 0) conf[a.slice(0, i)] = a.slice(i + 1) }
+const port = Number(conf.PORT)
 if (!port) { console.error('echo_env: PORT is not set'); process.exit(2) }
-const delay = Number(process.env.HEALTH_DELAY_MS || 0)
-const healthStatus = Number(process.env.HEALTH_STATUS || 200)
+const delay = Number(conf.HEALTH_DELAY_MS || 0)
+const healthStatus = Number(conf.HEALTH_STATUS || 200)
 http.createServer((req, res) => {
   res.setHeader('content-type', 'application/json')
   if (req.url.startsWith('/env/')) {

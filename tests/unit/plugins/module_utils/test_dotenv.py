@@ -53,19 +53,19 @@ def test_new_key_appended_rest_byte_identical():
 
 
 def test_existing_key_rewritten_in_place_keeps_export_comment_and_quote_style():
-    new, _ = d.edit(BASE, {'A': 'x y', 'B': 'zz'})
+    new, _keys = d.edit(BASE, {'A': 'x y', 'B': 'zz'})
     assert new == BASE.replace('export A=1', "export A='x y'").replace('B="two"', 'B="zz"')
 
 
 def test_crlf_and_missing_final_newline_kept():
     text = 'A=1\r\nB=2'
-    new, _ = d.edit(text, {'C': 'line1\nline2'})
+    new, _keys = d.edit(text, {'C': 'line1\nline2'})
     assert new == "A=1\r\nB=2\r\nC='line1\r\nline2'"
     assert d.parse(new)['C'] == 'line1\nline2'
 
 
 def test_commented_line_never_edited():
-    new, _ = d.edit('#KEY=old\n', {'KEY': 'new'})
+    new, _keys = d.edit('#KEY=old\n', {'KEY': 'new'})
     assert new == '#KEY=old\nKEY=new\n'
     new, keys = d.edit('#KEY=old\n', None, ['KEY'])
     assert new == '#KEY=old\n' and keys == []
@@ -100,7 +100,7 @@ def test_absent_removes_every_definition_and_only_them():
 ])
 def test_written_values_read_back_exactly(value):
     for base in ('', BASE, BASE.replace('\n', '\r\n'), BASE.rstrip('\n'), 'KEY=old\nKEY=dup\n'):
-        new, _ = d.edit(base, {'KEY': value})
+        new, _keys = d.edit(base, {'KEY': value})
         want = d.parse(base)
         want['KEY'] = value
         assert d.parse(new) == want
@@ -138,7 +138,7 @@ def test_existing_file_that_would_swallow_the_new_line_is_refused_or_handled():
     text = 'A="unterminated\nB=2\n'
     before = d.parse(text)
     try:
-        new, _ = d.edit(text, {'KEY': 'say "x"'})
+        new, _keys = d.edit(text, {'KEY': 'say "x"'})
     except d.DotenvError:
         return
     after = d.parse(new)

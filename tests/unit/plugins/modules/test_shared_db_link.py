@@ -17,11 +17,14 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ansible_collections.bluegreen.dbfix.plugins.module_utils import _fsinfo
 from ansible_collections.bluegreen.dbfix.plugins.modules import shared_db_link
@@ -75,6 +78,10 @@ def refused(args, root, **kw):
     assert failed, result
     assert result['changed'] is False
     assert snapshot(root) == before
+    log = os.environ.get('DBFIX_REFUSALS_LOG')
+    if log:  # docs/reliability.md's table is generated from this (see there)
+        with open(log, 'a') as f:
+            f.write(json.dumps({'test': os.environ.get('PYTEST_CURRENT_TEST', '').split(' ')[0], 'msg': result['msg']}) + '\n')
     return result['msg']
 
 
@@ -308,10 +315,10 @@ def test_linked_checkpoints_wal_so_old_is_self_contained(estate):
 
 def test_linked_check_mode_does_not_checkpoint(estate):
     _crash_writer(estate['path'], ['late'])
-    msg_tree = snapshot(estate['root'])
+    tree = snapshot(estate['root'])
     r = ok(args(estate), check=True)
     assert r['changed'] is True and r['checkpointed'] is False
-    assert snapshot(estate['root']) == msg_tree
+    assert snapshot(estate['root']) == tree
 
 
 def test_persistent_journal_moves_with_the_file_and_back(estate):
@@ -712,3 +719,70 @@ def test_unlinked_checkpoints_old_wal_back(estate):
     assert r['checkpointed'] is True
     assert names(path) == ['blue-alice', 'blue-bob', 'late-into-old']
     assert not any(os.path.lexists(p + s) for p in (path, old) for s in ('-wal', '-shm'))
+
+
+# --------------------------------------------------------------------------- _openfiles.holders as used here
+
+
+def test_holders_does_not_count_vanished_processes_as_unreadable(tmp_path, estate):
+    """A process that exits between listing /proc and reading its fds holds nothing (real tree, fake /proc root)."""
+    from ansible_collections.bluegreen.dbfix.plugins.module_utils import _openfiles
+
+    proc = tmp_path / 'proc'
+    (proc / '101').mkdir(parents=True)             # exited: no fd/ any more
+    (proc / '102' / 'fd').mkdir(parents=True)
+    (proc / '102' / 'fd' / '3').symlink_to(estate['path'])
+    (proc / '102' / 'cmdline').write_bytes(b'node\0server.js\0')
+    found, unreadable = _openfiles.holders([estate['path']], proc_root=str(proc))
+    assert unreadable == 0
+    assert found == [{'pid': 102, 'command': 'node server.js', 'path': estate['path']}]
+
+
+# --------------------------------------------------------------------------- any order of operations
+
+
+OPS = ('linked', 'unlinked', 'linked-check', 'unlinked-check', 'app-writes')
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=st.lists(st.sampled_from(OPS), min_size=1, max_size=8))
+def test_any_sequence_keeps_every_row_and_path(ops):
+    """Whatever order link, unlink, check runs and app writes come in: ``path`` always exists,
+    the app's own rows live in exactly one of ``path``/``.OLD``, the shared rows are never
+    touched by unlinking, and repeating an operation changes nothing."""
+    with tempfile.TemporaryDirectory() as root:
+        app = os.path.join(root, 'app')
+        os.mkdir(app)
+        e = {'root': root, 'path': make_db(os.path.join(app, 'database.db'), ['own-0']),
+             'shared': make_db(os.path.join(root, 'shared.db'), ['shared-0'])}
+        e['old'] = e['path'] + '.OLD'
+        own, shared_rows = ['own-0'], ['shared-0']
+        for i, op in enumerate(ops):
+            linked_now = os.path.islink(e['path'])
+            if op == 'app-writes':
+                conn = sqlite3.connect(e['path'])  # through the link when linked
+                conn.execute('INSERT INTO users (name) VALUES (?)', ('w-%d' % i,))
+                conn.commit()
+                conn.close()
+                (shared_rows if linked_now else own).append('w-%d' % i)
+            else:
+                state, _sep, check = op.partition('-')
+                before = snapshot(root)
+                r = ok(args(e, state=state), check=bool(check))
+                assert r['changed'] is ((state == 'linked') != linked_now)
+                if check:
+                    assert snapshot(root) == before
+                else:
+                    assert ok(args(e, state=state))['changed'] is False
+            assert os.path.lexists(e['path'])
+            if os.path.islink(e['path']):
+                assert names(e['old']) == own
+                assert names(e['path']) == shared_rows
+            else:
+                assert names(e['path']) == own and not os.path.lexists(e['old'])
+            assert names(e['shared']) == shared_rows
+
+
+def test_no_diff_without_diff_mode(estate):
+    r = ok(args(estate), check=True, diff=False)
+    assert r['changed'] is True and 'diff' not in r

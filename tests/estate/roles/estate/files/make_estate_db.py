@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 # Copyright (c) 2026, bluegreen.dbfix contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -44,7 +43,7 @@ import sys
 # Kept byte-identical to the CREATE TABLE in tests/app/migrate.js.
 APP_MIGRATIONS_DDL = 'CREATE TABLE IF NOT EXISTS app_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)'
 
-UTC = dt.timezone.utc
+UTC = dt.timezone.utc  # noqa: UP017 - runs on managed hosts, whose Python may be older than 3.11
 HISTORY_START = dt.datetime(2025, 4, 21, tzinfo=UTC)  # Monday, 8 weeks before the snapshot
 STAGING_SNAPSHOT = dt.datetime(2025, 6, 16, 6, 0, tzinfo=UTC)  # GREEN copied from BLUE here
 PRODUCTION_NOW = dt.datetime(2025, 6, 20, 16, 0, tzinfo=UTC)  # BLUE's newest row is before this
@@ -109,12 +108,12 @@ def workdays(start: dt.datetime, end: dt.datetime):
         day += dt.timedelta(days=1)
 
 
-def entries(rng: random.Random, user_ids, project_ids, start: dt.datetime, end: dt.datetime, tag: str):
+def entries(rng: random.Random, user_ids, project_ids, start: dt.datetime, end: dt.datetime, *, tag: str = ''):
     """Time entries for every active user on every workday in [start, end)."""
     for day in workdays(start, end):
         for uid in user_ids:
             clock = day + dt.timedelta(hours=8, minutes=rng.choice((0, 15, 30, 45)))
-            for _ in range(rng.randint(1, 3)):
+            for _entry in range(rng.randint(1, 3)):
                 minutes = 15 * rng.randint(1, 16)
                 if start <= clock < end:
                     note = rng.choice(NOTES)
@@ -209,7 +208,7 @@ def build(args: argparse.Namespace) -> dict:
 
         insert = 'INSERT INTO time_entries (user_id, project_id, started_at, minutes, note, created_at) VALUES (?, ?, ?, ?, ?, ?)'
         conn.execute('BEGIN')
-        conn.executemany(insert, entries(rng, user_ids, project_ids, HISTORY_START, STAGING_SNAPSHOT, ''))
+        conn.executemany(insert, entries(rng, user_ids, project_ids, HISTORY_START, STAGING_SNAPSHOT))
         conn.execute('COMMIT')
 
         if args.role == 'staging':
@@ -219,7 +218,7 @@ def build(args: argparse.Namespace) -> dict:
             pad_rows = max(64, int(size * 0.3) // 1024)
             conn.execute('BEGIN')
             conn.execute('CREATE TABLE staging_import (id INTEGER PRIMARY KEY, payload TEXT NOT NULL)')
-            conn.executemany('INSERT INTO staging_import (payload) VALUES (?)', (('x' * 1000,) for _ in range(pad_rows)))
+            conn.executemany('INSERT INTO staging_import (payload) VALUES (?)', (('x' * 1000,) for _row in range(pad_rows)))
             conn.execute('COMMIT')
             conn.execute('DROP TABLE staging_import')
 
@@ -230,15 +229,15 @@ def build(args: argparse.Namespace) -> dict:
         if args.role == 'production':
             conn.execute('BEGIN')
             conn.executemany(insert, entries(random.Random(args.seed * 1000 + 1), user_ids, project_ids,
-                                             STAGING_SNAPSHOT, PRODUCTION_NOW, ''))
+                                             STAGING_SNAPSHOT, PRODUCTION_NOW))
             conn.execute('COMMIT')
         elif args.diverged:
             conn.execute('BEGIN')
             conn.execute('INSERT INTO users (id, name, email, password_hash, role, active, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
                          (len(USERS) + 1, 'QA Tester', 'qa.tester@timetracking.example', fake_hash(args.seed, 'qa'), 'employee', 1,
                           iso(STAGING_SNAPSHOT + dt.timedelta(hours=3))))
-            conn.executemany(insert, entries(random.Random(args.seed * 1000 + 2), user_ids[:4] + [len(USERS) + 1], project_ids,
-                                             STAGING_SNAPSHOT, STAGING_SNAPSHOT + dt.timedelta(days=2), 'staging'))
+            conn.executemany(insert, entries(random.Random(args.seed * 1000 + 2), [*user_ids[:4], len(USERS) + 1], project_ids,
+                                             STAGING_SNAPSHOT, STAGING_SNAPSHOT + dt.timedelta(days=2), tag='staging'))
             conn.execute('COMMIT')
         if args.role == 'production' and args.diverged:
             # A production-only user as well, so BLUE also has a table GREEN is missing rows of.
