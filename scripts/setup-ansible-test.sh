@@ -18,10 +18,10 @@ PY
 cache="$HOME/.ansible/test/cache"
 mkdir -p "$cache/pip-wheels"
 script="$cache/get_pip_${ver//./_}.py"
-wheel=$(ls "$cache/pip-wheels/pip-$ver-"*.whl 2>/dev/null | head -n1 || true)
+wheel=$(find "$cache/pip-wheels" -name "pip-$ver-*.whl" | head -n1)
 if [ -z "$wheel" ]; then
   "$py" -m pip download -q --no-deps --only-binary=:all: -d "$cache/pip-wheels" "pip==$ver"
-  wheel=$(ls "$cache/pip-wheels/pip-$ver-"*.whl | head -n1)
+  wheel=$(find "$cache/pip-wheels" -name "pip-$ver-*.whl" | head -n1)
 fi
 cat > "$script" <<PY
 # Stand-in for get-pip.py $ver, written by bluegreen.dbfix scripts/setup-ansible-test.sh.

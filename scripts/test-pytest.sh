@@ -9,7 +9,8 @@ log=$(mktemp)
 [ "$#" -gt 0 ] || set -- tests/unit tests/integration
 python -m pytest -p no:cacheprovider -q -rfE "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
-summary=$(grep -E '^=+ .* in [0-9.]+s' "$log" | tail -n1)
+# With -q, pytest 9 prints "N passed in Xs" without the ==== padding.
+summary=$(grep -E '[0-9]+ (passed|failed|errors?|skipped).* in [0-9.]+s' "$log" | tail -n1)
 passed=$(grep -oE '[0-9]+ passed' <<<"$summary" | grep -oE '[0-9]+' || echo 0)
 failed=$(grep -oE '[0-9]+ (failed|errors?)' <<<"$summary" | awk '{n += $1} END {print n + 0}')
 rm -f "$log"

@@ -255,6 +255,12 @@ def locked_message(path, busy_timeout_ms, err):
             'Retry when the writer is done, or raise busy_timeout.' % (path, busy_timeout_ms, err, who))
 
 
+def summarize(messages, limit=1500):
+    """First messages of a failed check, capped (integrity_check can return thousands of lines)."""
+    text = '; '.join(str(m) for m in messages[:10])
+    return text if len(text) <= limit else text[:limit] + ' ...'
+
+
 def integrity(conn, level):
     """Run quick_check/integrity_check; return 'ok' or the list of messages."""
     if level == 'none':
@@ -391,6 +397,12 @@ class Snapshot:
             hdr = h2
         self.page_size = self.conn.execute('PRAGMA page_size').fetchone()[0]
         count = self.conn.execute('PRAGMA page_count').fetchone()[0]
+        if hdr.mx_frame == 0:
+            # empty WAL: the header's page size/count are not set; the database file alone is the snapshot
+            # (we hold read-lock 0, which keeps any checkpoint from writing to it)
+            self.n_page = count
+            self.method = 'snapshot-copy'
+            return
         if hdr.page_size != self.page_size or hdr.n_page != count:
             self.method = 'backup-api'
             return
@@ -592,7 +604,7 @@ def snapshot_copy(path, dest_file=None, busy_timeout_ms=5000, *, mode=None, uid=
                 raise DbfixError('The copy of %s failed %s (%s): %s. The source is corrupt; no backup was written. '
                                  'Repair the database or restore an older backup.'
                                  % (path, 'quick_check' if verify == 'quick' else 'integrity_check', verify,
-                                    '; '.join(info['integrity'][:10])))
+                                    summarize(info['integrity'])))
         if before_commit is not None and before_commit(info) is False:
             out.abort()
             info['duration_ms'] = int((time.time() - t0) * 1000)

@@ -370,7 +370,7 @@ def do_restored(module):
         if result['integrity'] != 'ok':
             module.fail_json(msg='Backup %s failed %s (%s); nothing was restored into %s. Choose another backup.'
                                  % (src, 'quick_check' if p['verify'] == 'quick' else 'integrity_check',
-                                    '; '.join(result['integrity'][:10]), path), **result)
+                                    S.summarize(result['integrity']), path), **result)
     target = S.real_db_path(path)
     if os.path.lexists(path) and not os.path.exists(path):
         module.fail_json(msg='Cannot restore into %s: it is a dangling symlink (to %s). Fix the link first.' % (path, os.readlink(path)), **result)

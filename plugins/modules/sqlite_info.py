@@ -290,7 +290,7 @@ def gather(module):
             if result['integrity_result'] != 'ok':
                 check = 'quick_check' if p['integrity'] == 'quick' else 'integrity_check'
                 module.fail_json(msg='Database %s failed PRAGMA %s: %s. It is corrupt; restore it from a backup (nothing was changed).'
-                                     % (path, check, '; '.join(result['integrity_result'][:10])), **result)
+                                     % (path, check, S.summarize(result['integrity_result'])), **result)
         if p['compare_with']:
             try:
                 result['comparison'] = C.compare(conn, p['compare_with'])

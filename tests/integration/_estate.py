@@ -4,7 +4,7 @@
 The harness itself (estate, prober, writer, snapshots) is ``bench/_estate.py``,
 loaded here under the name ``dbfix_bench_estate`` so the benchmarks and the
 reliability tests measure with the same code. This file adds what tests need:
-a module-scoped estate built once by the real estate builder
+an estate built once per test module by the real estate builder
 (``tests/estate/build.yml``) with free ports and its own PM2_HOME under a temp
 dir, ``pm2 kill`` at teardown, and fast resets between cases (snapshots of the
 pair dirs instead of a rebuild).

@@ -396,6 +396,7 @@ def test_generator_size_knob_grows_both_colors_with_the_same_rows(tmp_path):
 
     assert b["history_rows"] == g["history_rows"] > 0
     assert blue.stat().st_size >= 8 * 1024 * 1024
+    assert green.stat().st_size > blue.stat().st_size
     conn = sqlite3.connect(green)
     conn.execute("ALTER TABLE users ADD COLUMN position TEXT")
     conn.commit()

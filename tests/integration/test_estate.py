@@ -159,6 +159,20 @@ def test_second_build_changes_nothing_and_keeps_the_processes(estate):
     assert db.stat().st_ino == before
 
 
+def test_incident_playbook_fails_once_green_is_migrated(estate):
+    # Runs after the checks above (file order): it changes GREEN's DB for good.
+    server = estate.app_dirs["green"] / "server"
+    env = {k: v for k, v in estate.env().items() if k not in ("PORT", "DB_PATH")}
+    mig = subprocess.run(["npm", "run", "migrate"], cwd=server, env=env, capture_output=True, text=True, check=False, timeout=120)
+    assert mig.returncode == 0, mig.stderr
+    assert "Applied 002_add_users_position.sql" in mig.stdout
+
+    run = estate.playbook("incident.yml")
+
+    assert run.returncode != 0
+    assert "GREEN (staging) answered 200" in run.stdout
+
+
 def test_reset_refuses_an_app_dir_it_did_not_build(tmp_path):
     # No pm2 needed: a foreign app dir must stop the play before anything is deleted.
     foreign = tmp_path / "TimeTracking-BLUE"

@@ -103,10 +103,6 @@ def test_site_converges_and_second_run_changes_nothing(estate):
         assert state["phase2"]["old_file"] == str(h.db_path) + ".OLD"
         assert Path(state["cors"]["backup_file"]).is_file()
     assert H.integrity_ok(shared) == "ok"
-    # A row written through BLUE is read through GREEN.
-    status, body = H.http_request(blue.port, "POST", "/api/time-entries", {"user_id": 1, "minutes": 5, "note": "roles-test"})
-    assert status == 201, body
-    assert "roles-test" in H.notes_in(shared, "roles-test")
 
     # The report: Markdown and JSON, the base and why, no secret values.
     reports = sorted((estate.root / "reports").glob("*-site.json"))
@@ -130,6 +126,11 @@ def test_site_converges_and_second_run_changes_nothing(estate):
     after = files_state(estate)
     assert {h: {k: v for k, v in f.items() if "backup" not in k} for h, f in after.items()} == \
         {h: {k: v for k, v in f.items() if "backup" not in k} for h, f in before.items()}
+
+    # A row written through BLUE is read through GREEN (one shared DB).
+    status, body = H.http_request(blue.port, "POST", "/api/time-entries", {"user_id": 1, "minutes": 5, "note": "roles-test"})
+    assert status == 201, body
+    assert "roles-test" in H.notes_in(green.db_path, "roles-test")
 
 
 def test_rollback_phase2_restores_files_byte_identical(estate):

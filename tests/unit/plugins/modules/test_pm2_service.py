@@ -2,7 +2,7 @@
 """pm2_service pieces that need no pm2 daemon: jlist parsing, summaries, redaction,
 log tails, and the errors raised before pm2 is ever called.
 
-Real pm2 is exercised in tests/integration/test_pm2_service.py. The banner below
+Real pm2 is exercised in tests/integration/test_pm2_real.py. The banner below
 is what pm2 7.0.4 printed on stdout for its first `jlist` on a fresh PM2_HOME
 (captured once, since a fresh daemon cannot be forced to print it on demand in a
 unit test); the integration tests see the real one.

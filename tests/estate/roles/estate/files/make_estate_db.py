@@ -23,7 +23,7 @@ The data story the later phases are tested against:
   entries whose ids collide with production's newer ones, and a staging-only
   user -- so no base DB holds every row.
 * ``--size-mb N`` adds old history rows (the same in both colors) until the
-  file reaches about N MiB, for benchmarks (1024 takes well under a minute).
+  file reaches about N MiB, for benchmarks (1024 takes about a minute).
 
 The DB is built in ``PATH.estate-tmp`` and renamed into place, so an
 interrupted run never leaves a half-built DB that looks finished.
@@ -215,7 +215,7 @@ def build(args: argparse.Namespace) -> dict:
             # A one-off import table, dropped again: its pages stay in the file
             # as free pages, which makes GREEN the bigger file.
             size = conn.execute('PRAGMA page_count').fetchone()[0] * conn.execute('PRAGMA page_size').fetchone()[0]
-            pad_rows = max(64, int(size * 0.3) // 1024)
+            pad_rows = max(64, int(size * 0.05) // 1024)
             conn.execute('BEGIN')
             conn.execute('CREATE TABLE staging_import (id INTEGER PRIMARY KEY, payload TEXT NOT NULL)')
             conn.executemany('INSERT INTO staging_import (payload) VALUES (?)', (('x' * 1000,) for _row in range(pad_rows)))

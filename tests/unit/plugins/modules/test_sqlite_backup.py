@@ -1,0 +1,429 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""sqlite_backup on real SQLite files: backups, retention, idempotence, restore, and every bad input.
+
+Every failing case asserts the message and that every file in the folder is byte-identical afterwards.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import re
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.bluegreen.dbfix.plugins.modules import sqlite_backup
+
+TS = '20260101_120000'
+
+
+def run(args, check=False):
+    if check:
+        args = dict(args, _ansible_check_mode=True)
+    out = io.StringIO()
+    with patch_module_args(args), contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        sqlite_backup.main()
+    return json.loads(out.getvalue())
+
+
+def tree(d):
+    """relative path -> sha256 of every file below d (symlinks as their target text).
+
+    -shm files are skipped: they are SQLite's shared memory, which every reader updates (read marks).
+    """
+    res = {}
+    for root, dummy, files in os.walk(d):
+        for f in files:
+            if f.endswith('-shm'):
+                continue
+            p = os.path.join(root, f)
+            rel = os.path.relpath(p, d)
+            if os.path.islink(p):
+                res[rel] = 'link:' + os.readlink(p)
+            else:
+                with open(p, 'rb') as fh:
+                    res[rel] = hashlib.sha256(fh.read()).hexdigest()
+    return res
+
+
+def make_db(path, mode='delete', rows=200):
+    c = sqlite3.connect(path, isolation_level=None)
+    c.execute('PRAGMA journal_mode=%s' % mode)
+    c.execute('CREATE TABLE users(id INTEGER PRIMARY KEY, email TEXT, position TEXT)')
+    c.execute('BEGIN')
+    c.executemany('INSERT INTO users(email, position) VALUES (?, ?)', [('u%d@x' % i, 'dev') for i in range(rows)])
+    c.execute('COMMIT')
+    c.close()
+    return path
+
+
+def rows(path):
+    c = sqlite3.connect('file:%s?immutable=1' % path, uri=True)
+    try:
+        return c.execute('SELECT id, email, position FROM users ORDER BY id').fetchall()
+    finally:
+        c.close()
+
+
+def sha(path):
+    with open(path, 'rb') as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def test_backup_is_complete_verified_and_named_like_the_seed(tmp_path):
+    db = make_db(str(tmp_path / 'database.db'))
+    os.chmod(db, 0o640)
+    r = run({'path': db, 'timestamp': TS})
+    assert r['changed'] is True
+    assert r['backup_file'] == str(tmp_path / ('database.db.backup.' + TS))
+    assert r['integrity'] == 'ok'
+    assert r['sha256'] == sha(r['backup_file'])
+    assert r['size'] == os.path.getsize(r['backup_file'])
+    assert r['method'] == 'snapshot-copy'
+    assert rows(r['backup_file']) == rows(db)
+    assert stat.S_IMODE(os.stat(r['backup_file']).st_mode) == 0o640
+    assert r['pruned'] == []
+    assert not [f for f in os.listdir(tmp_path) if f.endswith('.tmp')]
+
+
+def test_default_timestamp_is_now(tmp_path):
+    db = make_db(str(tmp_path / 'd.db'))
+    r = run({'path': db})
+    m = re.match(r'^d\.db\.backup\.(\d{8}_\d{6})$', os.path.basename(r['backup_file']))
+    assert m
+    assert abs(time.mktime(time.strptime(m.group(1), '%Y%m%d_%H%M%S')) - time.time()) < 120
+
+
+def test_wal_frames_are_in_the_backup_and_no_wal_is_needed(tmp_path):
+    db = str(tmp_path / 'w.db')
+    make_db(db, 'wal')
+    c = sqlite3.connect(db, isolation_level=None)
+    c.execute('PRAGMA wal_autocheckpoint=0')
+    c.execute("UPDATE users SET position='lead' WHERE id % 3 = 0")
+    c.execute("INSERT INTO users(email, position) VALUES ('new@x', 'ops')")
+    assert os.path.getsize(db + '-wal') > 0
+    r = run({'path': db, 'dest_dir': str(tmp_path / 'out'), 'timestamp': TS}) if os.makedirs(tmp_path / 'out') is None else None
+    assert not os.path.exists(r['backup_file'] + '-wal')
+    got = rows(r['backup_file'])
+    assert got == c.execute('SELECT id, email, position FROM users ORDER BY id').fetchall()
+    assert ('new@x' in [x[1] for x in got])
+    c.close()
+
+
+def test_check_mode_writes_nothing(tmp_path):
+    db = make_db(str(tmp_path / 'database.db'))
+    for i in range(3):
+        run({'path': db, 'timestamp': '2025010%d_000000' % (i + 1)})
+    before = tree(tmp_path)
+    r = run({'path': db, 'timestamp': TS, 'keep': 2}, check=True)
+    assert r['changed'] is True
+    assert r['backup_file'] == str(tmp_path / ('database.db.backup.' + TS))
+    assert r['pruned'] == [str(tmp_path / 'database.db.backup.20250102_000000'), str(tmp_path / 'database.db.backup.20250101_000000')]
+    assert tree(tmp_path) == before
+
+
+def test_keep_prunes_oldest_and_never_the_new_one(tmp_path):
+    db = make_db(str(tmp_path / 'database.db'))
+    for i in range(4):
+        run({'path': db, 'timestamp': '2025010%d_000000' % (i + 1)})
+    (tmp_path / 'other.db.backup.20200101_000000').write_text('not ours')
+    (tmp_path / 'database.db.backup.notastamp').write_text('not ours either')
+    r = run({'path': db, 'timestamp': '20240101_000000', 'keep': 2})  # older stamp than the existing ones
+    assert r['changed'] is True
+    assert os.path.exists(r['backup_file'])
+    assert r['pruned'] == [str(tmp_path / ('database.db.backup.2025010%d_000000' % i)) for i in (3, 2, 1)]
+    left = sorted(f for f in os.listdir(tmp_path) if f.startswith('database.db.backup.'))
+    assert left == ['database.db.backup.20240101_000000', 'database.db.backup.20250104_000000', 'database.db.backup.notastamp']
+    assert (tmp_path / 'other.db.backup.20200101_000000').exists()
+
+
+def test_skip_unchanged_is_idempotent_until_the_data_changes(tmp_path):
+    db = make_db(str(tmp_path / 'database.db'), 'wal')
+    first = run({'path': db, 'skip_unchanged': True, 'timestamp': '20250101_000000'})
+    assert first['changed'] is True
+    before = tree(tmp_path / 'x') if False else sorted(os.listdir(tmp_path))
+    again = run({'path': db, 'skip_unchanged': True, 'timestamp': '20250101_000001'}, check=True)
+    assert again['changed'] is False and again['backup_file'] == first['backup_file']
+    again = run({'path': db, 'skip_unchanged': True, 'timestamp': '20250101_000001'})
+    assert again['changed'] is False and again['backup_file'] == first['backup_file'] and again['sha256'] == first['sha256']
+    assert sorted(os.listdir(tmp_path)) == before
+    c = sqlite3.connect(db)
+    c.execute("INSERT INTO users(email) VALUES ('late@x')")
+    c.commit()
+    c.close()
+    assert run({'path': db, 'skip_unchanged': True, 'timestamp': '20250101_000002'}, check=True)['changed'] is True
+    third = run({'path': db, 'skip_unchanged': True, 'timestamp': '20250101_000002'})
+    assert third['changed'] is True and third['backup_file'].endswith('20250101_000002')
+    assert ('late@x' in [x[1] for x in rows(third['backup_file'])])
+
+
+def test_same_timestamp_rerun_is_unchanged_but_never_overwrites_other_content(tmp_path):
+    db = make_db(str(tmp_path / 'database.db'))
+    r1 = run({'path': db, 'timestamp': TS})
+    r2 = run({'path': db, 'timestamp': TS})
+    assert r1['changed'] is True and r2['changed'] is False and r2['sha256'] == r1['sha256']
+    c = sqlite3.connect(db)
+    c.execute("INSERT INTO users(email) VALUES ('late@x')")
+    c.commit()
+    c.close()
+    before = tree(tmp_path)
+    r3 = run({'path': db, 'timestamp': TS})
+    assert r3['failed'] and 'already exists with different content' in r3['msg'] and r1['backup_file'] in r3['msg']
+    assert tree(tmp_path) == before
+
+
+def test_symlinked_db_is_read_through_the_link(tmp_path):
+    shared = make_db(str(tmp_path / 'database-shared.db'))
+    app = tmp_path / 'app'
+    app.mkdir()
+    os.symlink(shared, app / 'database.db')
+    r = run({'path': str(app / 'database.db'), 'timestamp': TS})
+    assert r['backup_file'] == str(app / ('database.db.backup.' + TS))
+    assert not os.path.islink(r['backup_file'])
+    assert rows(r['backup_file']) == rows(shared)
+
+
+def test_owner_mode_never_wider_than_source(tmp_path):
+    db = make_db(str(tmp_path / 'database.db'))
+    os.chmod(db, 0o600)
+    before = tree(tmp_path)
+    r = run({'path': db, 'timestamp': TS, 'mode': '0644'})
+    assert r['failed'] and 'more users' in r['msg'] and db in r['msg']
+    assert tree(tmp_path) == before
+    r = run({'path': db, 'timestamp': TS, 'mode': '0400', 'owner': 'nobody'})
+    st = os.stat(r['backup_file'])
+    assert stat.S_IMODE(st.st_mode) == 0o400
+    if os.geteuid() == 0:
+        import pwd
+        assert st.st_uid == pwd.getpwnam('nobody').pw_uid
+
+
+# ----------------------------------------------------------------------------- bad inputs
+
+
+def corrupt(path):
+    with open(path, 'r+b') as f:
+        f.seek(4096 * 3 + 100)
+        f.write(b'\xff' * 3000)
+
+
+BAD_CASES = {
+    'missing': (lambda d: str(d / 'nope.db'), 'does not exist'),
+    'directory': (lambda d: str(d), 'is a directory'),
+    'not_sqlite': (lambda d: (d / 'notes.db').write_text('hello, I am a text file\n' * 10) and str(d / 'notes.db'), 'is not an SQLite database'),
+    'empty': (lambda d: (d / 'empty.db').write_bytes(b'') or str(d / 'empty.db'), 'is empty (0 bytes)'),
+    'dangling_link': (lambda d: os.symlink(str(d / 'gone.db'), str(d / 'link.db')) or str(d / 'link.db'), 'dangling'),
+    'corrupt': (lambda d: (make_db(str(d / 'c.db'), rows=3000), corrupt(str(d / 'c.db')))[0], 'failed quick_check'),
+}
+
+
+@pytest.mark.parametrize('case', sorted(BAD_CASES))
+def test_bad_source_fails_and_changes_nothing(tmp_path, case):
+    work = tmp_path / 'w'
+    work.mkdir()
+    make_db(str(work / 'bystander.db'))
+    builder, expect = BAD_CASES[case]
+    path = builder(work)
+    before = tree(work)
+    r = run({'path': path, 'dest_dir': str(work), 'timestamp': TS})
+    assert r.get('failed') is True, r
+    assert expect in r['msg']
+    assert path in r['msg']
+    assert tree(work) == before
+
+
+def test_corrupt_db_says_which_check_failed_with_full(tmp_path):
+    db = make_db(str(tmp_path / 'c.db'), rows=3000)
+    corrupt(db)
+    before = tree(tmp_path)
+    r = run({'path': db, 'timestamp': TS, 'verify': 'full'})
+    assert r['failed'] and 'failed integrity_check' in r['msg'] and 'page' in r['msg']
+    assert tree(tmp_path) == before
+
+
+def test_destination_missing(tmp_path):
+    db = make_db(str(tmp_path / 'database.db'))
+    before = tree(tmp_path)
+    r = run({'path': db, 'dest_dir': str(tmp_path / 'nope')})
+    assert r['failed'] and 'does not exist' in r['msg'] and str(tmp_path / 'nope') in r['msg'] and db in r['msg']
+    assert tree(tmp_path) == before
+
+
+@contextlib.contextmanager
+def tmpfs(where, options):
+    where.mkdir()
+    if subprocess.run(['mount', '-t', 'tmpfs', '-o', options, 'tmpfs', str(where)], capture_output=True, check=False).returncode != 0:
+        pytest.skip('cannot mount a tmpfs here (needs root)')
+    try:
+        yield where
+    finally:
+        subprocess.run(['umount', str(where)], check=True)
+
+
+def test_destination_read_only(tmp_path):
+    db = make_db(str(tmp_path / 'database.db'))
+    with tmpfs(tmp_path / 'ro', 'size=4m,ro') as ro:
+        before = tree(tmp_path)
+        r = run({'path': db, 'dest_dir': str(ro)})
+        assert r['failed'] and 'not writable' in r['msg'] and str(ro) in r['msg']
+        assert tree(tmp_path) == before
+
+
+def test_disk_full_leaves_no_partial_file(tmp_path):
+    """A real full filesystem: a 1 MiB tmpfs receives a ~3 MiB database."""
+    db = make_db(str(tmp_path / 'database.db'), rows=120000)
+    assert os.path.getsize(db) > 2 * 1024 * 1024
+    with tmpfs(tmp_path / 'small', 'size=1m') as small:
+        (small / 'keep.txt').write_text('unrelated')
+        before = tree(tmp_path)
+        r = run({'path': db, 'dest_dir': str(small), 'timestamp': TS})
+        assert r['failed'] and 'No space left on device' in r['msg'] and 'No partial file' in r['msg'] and db in r['msg']
+        assert tree(tmp_path) == before
+        assert os.listdir(small) == ['keep.txt']
+
+
+HOLDER = r'''
+import sqlite3, sys, time
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+c.execute(sys.argv[2])
+c.execute("INSERT INTO users(email) VALUES ('locker')")
+print('ready', flush=True)
+time.sleep(30)
+'''
+
+
+@contextlib.contextmanager
+def holder(db, begin='BEGIN EXCLUSIVE'):
+    p = subprocess.Popen([sys.executable, '-c', HOLDER, db, begin], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == 'ready'
+        yield p
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_locked_past_busy_timeout_names_the_holder(tmp_path):
+    db = make_db(str(tmp_path / 'database.db'))
+    with holder(db) as p:
+        before = tree(tmp_path)
+        t0 = time.time()
+        r = run({'path': db, 'timestamp': TS, 'busy_timeout': 300})
+        assert time.time() - t0 >= 0.3
+        assert r['failed'] and 'locked longer than busy_timeout=300 ms' in r['msg'] and 'pid %d' % p.pid in r['msg']
+        assert tree(tmp_path) == before
+
+
+def test_locked_wal_db_exclusive_locking_mode(tmp_path):
+    db = make_db(str(tmp_path / 'database.db'), 'wal')
+    with holder(db, 'PRAGMA locking_mode=EXCLUSIVE'):
+        r = run({'path': db, 'timestamp': TS, 'busy_timeout': 200})
+        assert r['failed'] and 'locked' in r['msg'] and db in r['msg']
+    assert not os.path.exists(str(tmp_path / ('database.db.backup.' + TS)))
+
+
+def test_bad_timestamp_and_keep(tmp_path):
+    db = make_db(str(tmp_path / 'database.db'))
+    before = tree(tmp_path)
+    r = run({'path': db, 'timestamp': '2026-01-01'})
+    assert r['failed'] and 'YYYYMMDD_HHMMSS' in r['msg']
+    r = run({'path': db, 'keep': 0})
+    assert r['failed'] and 'keep' in r['msg'] and db in r['msg']
+    assert tree(tmp_path) == before
+
+
+# ----------------------------------------------------------------------------- restore
+
+
+def test_restore_keeps_current_aside_and_handles_wal(tmp_path):
+    db = make_db(str(tmp_path / 'database.db'), 'wal')
+    backup = run({'path': db, 'timestamp': '20250101_000000'})['backup_file']
+    good = rows(backup)
+    c = sqlite3.connect(db, isolation_level=None)
+    c.execute('PRAGMA wal_autocheckpoint=0')
+    c.execute("INSERT INTO users(email) VALUES ('after-backup')")
+    c.close()
+    # an -wal with frames beside the current DB (a crashed app leaves this)
+    c = sqlite3.connect(db, isolation_level=None)
+    c.execute('PRAGMA wal_autocheckpoint=0')
+    c.execute("INSERT INTO users(email) VALUES ('in-wal-only')")
+    current = c.execute('SELECT id, email, position FROM users ORDER BY id').fetchall()
+    os.system('true')
+    # keep the WAL: copy files as they are while the connection is open, then close without checkpoint
+    import shutil
+    shutil.copy(db, db + '.x')
+    shutil.copy(db + '-wal', db + '.x-wal')
+    c.close()
+    os.replace(db + '.x', db)
+    os.replace(db + '.x-wal', db + '-wal')
+    assert os.path.getsize(db + '-wal') > 0
+    before = tree(tmp_path)
+    chk = run({'path': db, 'src': backup, 'state': 'restored', 'timestamp': TS}, check=True)
+    assert chk['changed'] is True and chk['aside_file'] == db + '.before-restore.' + TS
+    assert tree(tmp_path) == before
+    r = run({'path': db, 'src': backup, 'state': 'restored', 'timestamp': TS})
+    assert r['changed'] is True and r['aside_file'] == db + '.before-restore.' + TS
+    assert rows(db) == good
+    assert not os.path.exists(db + '-wal') and not os.path.exists(db + '-shm')
+    assert rows(r['aside_file']) == current  # the aside copy is complete on its own (WAL folded in)
+    assert sha(db) == sha(backup) == r['sha256']
+    again = run({'path': db, 'src': backup, 'state': 'restored', 'timestamp': '20260101_120001'})
+    assert again['changed'] is False
+    assert run({'path': db, 'src': backup, 'state': 'restored'}, check=True)['changed'] is False
+
+
+def test_restore_through_symlink_writes_the_target(tmp_path):
+    shared = make_db(str(tmp_path / 'database-shared.db'))
+    backup = run({'path': shared, 'timestamp': '20250101_000000'})['backup_file']
+    c = sqlite3.connect(shared)
+    c.execute('DELETE FROM users')
+    c.commit()
+    c.close()
+    link = tmp_path / 'database.db'
+    os.symlink(shared, link)
+    r = run({'path': str(link), 'src': backup, 'state': 'restored', 'timestamp': TS})
+    assert r['changed'] and os.path.islink(link) and os.readlink(link) == shared
+    assert r['aside_file'] == shared + '.before-restore.' + TS
+    assert len(rows(shared)) == 200 and rows(r['aside_file']) == []
+
+
+def test_restore_refuses_while_db_is_open(tmp_path):
+    db = make_db(str(tmp_path / 'database.db'))
+    backup = run({'path': db, 'timestamp': '20250101_000000'})['backup_file']
+    with holder(db, 'BEGIN') as p:
+        before = tree(tmp_path)
+        r = run({'path': db, 'src': backup, 'state': 'restored', 'timestamp': TS})
+        assert r['failed'] and 'Refusing to restore' in r['msg'] and 'pid %d' % p.pid in r['msg']
+        assert r['holders'][0]['pid'] == p.pid
+        assert tree(tmp_path) == before
+
+
+@pytest.mark.parametrize('case', ['corrupt', 'not_sqlite', 'missing'])
+def test_restore_refuses_a_bad_backup(tmp_path, case):
+    db = make_db(str(tmp_path / 'database.db'))
+    src = str(tmp_path / 'database.db.backup.20250101_000000')
+    if case == 'corrupt':
+        make_db(src, rows=3000)
+        corrupt(src)
+    elif case == 'not_sqlite':
+        with open(src, 'w') as f:
+            f.write('garbage' * 100)
+    before = tree(tmp_path)
+    r = run({'path': db, 'src': src, 'state': 'restored', 'timestamp': TS})
+    assert r['failed'] and src in r['msg'] and db in r['msg']
+    assert {'corrupt': 'failed quick_check', 'not_sqlite': 'not an SQLite database', 'missing': 'does not exist'}[case] in r['msg']
+    assert tree(tmp_path) == before
+
+
+def test_restore_into_missing_path_creates_it(tmp_path):
+    src = make_db(str(tmp_path / 'b.db'))
+    r = run({'path': str(tmp_path / 'new.db'), 'src': src, 'state': 'restored'})
+    assert r['changed'] and r['aside_file'] is None and rows(str(tmp_path / 'new.db')) == rows(src)
