@@ -582,16 +582,16 @@ def role_phase(role: str) -> str:
 
 
 def phase_times(timing: dict) -> dict[str, float]:
-    """Wall seconds per phase: from the first to the last task of the phase's role (plus its handlers)."""
-    spans: dict[str, list[float]] = {}
+    """Wall seconds per phase: the sum of its tasks' times (tasks run one after the other).
+
+    ``playbook`` is the playbook's own tasks (timestamps, includes, the report),
+    ``setup`` anything before the first role.
+    """
+    sums: dict[str, float] = {}
     for t in with_phases(timing):
-        ph = t["phase"]
-        if t["end"] is None:
-            continue
-        s = spans.setdefault(ph, [t["start"], t["end"]])
-        s[0] = min(s[0], t["start"])
-        s[1] = max(s[1], t["end"])
-    return {ph: round(e - b, 2) for ph, (b, e) in spans.items()}
+        if t["end"] is not None:
+            sums[t["phase"]] = sums.get(t["phase"], 0.0) + t["end"] - t["start"]
+    return {ph: round(v, 2) for ph, v in sums.items()}
 
 
 def with_phases(timing: dict) -> list[dict]:

@@ -248,8 +248,8 @@ def machine():
         pass
     mem = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2 ** 30
     fs = subprocess.run(['df', '-T', RESULTS], check=False, capture_output=True, text=True).stdout.splitlines()[-1].split()
-    return '%s, %d cores, %.0f GiB RAM, %s %s, Python %s, SQLite %s' % (
-        cpu, os.cpu_count(), mem, fs[1], 'filesystem', platform.python_version(), sqlite3.sqlite_version)
+    return '%s, %d cores, %.0f GiB RAM, %s %s, Python %s, SQLite %s, load average at the end %.1f' % (
+        cpu, os.cpu_count(), mem, fs[1], 'filesystem', platform.python_version(), sqlite3.sqlite_version, os.getloadavg()[0])
 
 
 def write_doc(section):

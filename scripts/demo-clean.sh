@@ -1,12 +1,22 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-3.0-or-later
 # make demo-clean: stop the demo's own pm2 daemon (PM2_HOME=demo/pm2 only,
-# never the user's ~/.pm2) and remove demo/.
+# never the user's ~/.pm2) and remove demo/ (or DBFIX_DEMO_DIR). A folder that
+# scripts/demo.sh did not make (no .dbfix-demo marker) is left alone.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-DEMO="$ROOT/demo"
+DEMO="$(realpath -m "${DBFIX_DEMO_DIR:-$ROOT/demo}")"
 PM2="$ROOT/tests/tools/node_modules/.bin/pm2"
+
+if [ ! -e "$DEMO" ]; then
+  echo "demo-clean: nothing to do ($DEMO does not exist)"
+  exit 0
+fi
+if [ ! -f "$DEMO/.dbfix-demo" ] && [ -n "$(ls -A "$DEMO" 2>/dev/null)" ]; then
+  echo "demo-clean: ERROR: $DEMO was not made by scripts/demo.sh (no .dbfix-demo marker); not touching it" >&2
+  exit 1
+fi
 
 if [ -d "$DEMO/pm2" ]; then
   if [ -x "$PM2" ]; then

@@ -153,16 +153,18 @@ def newline_of(text):
     return '\r\n' if '\r\n' in text else '\n'
 
 
+_TERMINATORS = '\n\r\u2028\u2029'   # what JS ^/$ treat as line ends; dotenv definitions start after any of them
+
+
 def _line_start(text, pos):
-    i = max(text.rfind('\n', 0, pos), text.rfind('\r', 0, pos))
-    return i + 1
+    return max(text.rfind(t, 0, pos) for t in _TERMINATORS) + 1
 
 
 def _line_end_incl(text, pos):
-    """Index just after the line terminator of the physical line containing ``pos``."""
+    """Index just after the line terminator of the line containing ``pos``."""
     n = len(text)
     i = pos
-    while i < n and text[i] not in '\r\n':
+    while i < n and text[i] not in _TERMINATORS:
         i += 1
     if i < n:
         i += 2 if text.startswith('\r\n', i) else 1
@@ -303,8 +305,9 @@ def edit(text, sets=None, unsets=None):
             continue
         text = _set_one(text, key, value, defs, nl)
         changed.append(key)
-    if changed and parse(text) != expected:   # pragma: no cover - _set_one/_delete already verified each step
-        raise DotenvError('internal check failed: the edited file would not read back as intended')
+    if changed and parse(text) != expected:
+        raise DotenvError('removing %s would change how dotenv reads the rest of the file (definitions share lines in an '
+                          'unusual way); edit the file by hand' % ', '.join(changed))
     return text, changed
 
 

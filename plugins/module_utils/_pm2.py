@@ -61,9 +61,30 @@ def parse_jlist(out):
     raise JlistError('no process list (JSON array) found in pm2 jlist output (%d characters)' % len(text))
 
 
-def exec_mode(raw):
-    raw = raw or ''
-    return raw[:-5] if raw.endswith('_mode') else raw
+def pm2_home(explicit=None):
+    """The PM2_HOME pm2 will use: the option, else $PM2_HOME, else ~/.pm2."""
+    return explicit or os.environ.get('PM2_HOME') or os.path.join(os.path.expanduser('~'), '.pm2')
+
+
+def daemon_running(home):
+    """Whether a pm2 daemon is alive for ``home`` (from its pid file).
+
+    Any pm2 command spawns a daemon when none runs; callers use this to avoid
+    that side effect where no daemon means "no processes" anyway (check mode,
+    ``absent``).
+    """
+    try:
+        with open(os.path.join(home, 'pm2.pid')) as f:
+            pid = int(f.read().strip())
+    except (OSError, ValueError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def summary(proc, now_ms=None):
@@ -81,7 +102,7 @@ def summary(proc, now_ms=None):
         'restarts': int(env.get('restart_time') or 0),
         'unstable_restarts': int(env.get('unstable_restarts') or 0),
         'uptime_ms': uptime,
-        'exec_mode': exec_mode(env.get('exec_mode')),
+        'exec_mode': env.get('exec_mode') or '',
         'err_log': env.get('pm_err_log_path'),
     }
 

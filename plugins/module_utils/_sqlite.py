@@ -49,6 +49,7 @@ from __future__ import annotations
 import bisect
 import errno
 import hashlib
+import mmap
 import os
 import re
 import sqlite3
@@ -488,58 +489,108 @@ class Snapshot:
             if n != psz:
                 raise _Fallback()
 
-    def stream(self, sink, chunk=CHUNK):
-        """Write the snapshot image to ``sink`` (callable taking a buffer, or None); return sha256 hex.
+    def stream(self, dst_fd=None, chunk=CHUNK):
+        """Copy the snapshot image into ``dst_fd`` (if given) and return its sha256 hex.
 
-        Hashing runs in a second thread while the main thread reads/writes the next chunk.
+        The bulk copy runs in the kernel (``copy_file_range``, as ``cp`` does) while a second thread reads the
+        same bytes, overlays the same WAL pages and hashes them. Both see identical content: pages that are not
+        in the WAL map cannot change while the snapshot is held, and WAL pages come from frames that cannot
+        change either.
         """
         if self.method != 'snapshot-copy':
             raise _Fallback()
         total = self.image_size()
         h = hashlib.sha256()
-        bufs = [bytearray(chunk), bytearray(chunk)]
-        pending = [None, None]
+        errors = []
         src = os.open(self.real, os.O_RDONLY)
+
+        def hasher():
+            try:
+                self._hash(src, total, h, chunk)
+            except BaseException as e:  # re-raised in the calling thread
+                errors.append(e)
+
         try:
-            pos = 0
-            k = 0
-            while pos < total:
-                slot = k % 2
-                if pending[slot] is not None:
-                    pending[slot].join()
-                    pending[slot] = None
-                buf = bufs[slot]
-                want = min(chunk, total - pos)
-                mv = memoryview(buf)[:want]
-                got = os.preadv(src, [mv], pos)
-                if got < want:
-                    # bytes beyond the file's end must all come from the WAL
-                    psz = self.page_size
-                    for off in range(got - got % psz, want, psz):
-                        if (pos + off) // psz + 1 not in self.wal_frame:
-                            raise _Fallback()
-                self._patch(mv, pos, want)
-                # the previous chunk must be hashed before this one (order matters)
-                prev = pending[1 - slot]
-                t = threading.Thread(target=_hash_after, args=(h, mv, prev))
+            if dst_fd is None:
+                hasher()
+            else:
+                t = threading.Thread(target=hasher)
                 t.start()
-                pending[slot] = t
-                if sink is not None:
-                    sink(mv)
-                pos += want
-                k += 1
-            for t in pending:
-                if t is not None:
+                try:
+                    self._copy(src, dst_fd, total)
+                finally:
                     t.join()
         finally:
             os.close(src)
+        if errors:
+            raise errors[0]
         return h.hexdigest()
 
+    def _hash(self, src, total, h, chunk):
+        """sha256 of the snapshot image: straight from the page cache (mmap, no copy) except chunks with WAL pages."""
+        on_disk = min(os.fstat(src).st_size, total)
+        mm = None
+        if on_disk > 0:
+            flags = mmap.MAP_SHARED | getattr(mmap, 'MAP_POPULATE', 0)
+            mm = mmap.mmap(src, on_disk, flags=flags, prot=mmap.PROT_READ)
+        try:
+            view = memoryview(mm) if mm is not None else memoryview(b'')
+            buf = bytearray(chunk)
+            psz = self.page_size
+            pos = 0
+            while pos < total:
+                want = min(chunk, total - pos)
+                end = pos + want
+                lo = bisect.bisect_left(self.wal_pages, pos // psz + 1)
+                touched = lo < len(self.wal_pages) and self.wal_pages[lo] <= end // psz
+                if end <= on_disk and not touched:
+                    h.update(view[pos:end])
+                else:
+                    mv = memoryview(buf)[:want]
+                    avail = max(0, min(end, on_disk) - pos)
+                    mv[:avail] = view[pos:pos + avail]
+                    # bytes beyond the file's end must all come from the WAL
+                    for off in range(avail - avail % psz, want, psz):
+                        if (pos + off) // psz + 1 not in self.wal_frame:
+                            raise _Fallback()
+                    self._patch(mv, pos, want)
+                    h.update(mv)
+                    del mv
+                pos = end
+            view.release()
+        finally:
+            if mm is not None:
+                mm.close()
 
-def _hash_after(h, data, prev):
-    if prev is not None:
-        prev.join()
-    h.update(data)
+    def _copy(self, src, dst, total):
+        pos = 0
+        use_cfr = hasattr(os, 'copy_file_range')
+        while pos < total:
+            if use_cfr:
+                try:
+                    n = os.copy_file_range(src, dst, min(total - pos, 1 << 30), pos, pos)
+                except OSError as e:
+                    if e.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EPERM):
+                        raise
+                    use_cfr = False
+                    continue
+            else:
+                data = os.pread(src, min(total - pos, CHUNK), pos)
+                n = os.pwrite(dst, data, pos) if data else 0
+            if n == 0:
+                break  # end of the database file: the rest comes from the WAL
+            pos += n
+        psz = self.page_size
+        fsz = WAL_FRAME_HEADER + psz
+        for pg in self.wal_pages:
+            off = (pg - 1) * psz
+            if off >= total:
+                break
+            page = os.pread(self.wal_fd, psz, WAL_HEADER + (self.wal_frame[pg] - 1) * fsz + WAL_FRAME_HEADER)
+            if len(page) != psz:
+                raise _Fallback()
+            os.pwrite(dst, page, off)
+        os.ftruncate(dst, total)
 
 
 def _backup_api_copy(snap, tmp_path):
@@ -577,7 +628,7 @@ def snapshot_copy(path, dest_file=None, busy_timeout_ms=5000, *, mode=None, uid=
         out = AtomicFile(dest_file)
         try:
             try:
-                info['sha256'] = snap.stream(out.write)
+                info['sha256'] = snap.stream(out.fd)
                 info['method'] = 'snapshot-copy'
             except _Fallback:
                 os.ftruncate(out.fd, 0)

@@ -256,7 +256,11 @@ def run(module):
     if changed and not module.check_mode:
         if p['backup'] and exists:
             result['backup_file'] = module.backup_local(target)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target) or '.', prefix='.%s.' % os.path.basename(target), suffix='.tmp')
+        try:
+            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target) or '.', prefix='.%s.' % os.path.basename(target), suffix='.tmp')
+        except OSError as e:
+            module.fail_json(msg='%s: cannot create a temporary file next to %s (%s); the directory must be writable. '
+                                 'The file was left unchanged.' % (path, target, to_native(e)), exception=traceback.format_exc())
         try:
             with os.fdopen(fd, 'wb') as f:
                 f.write(new_bytes)

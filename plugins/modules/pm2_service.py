@@ -118,7 +118,10 @@ options:
     default: 30
   save:
     description:
-      - Run C(pm2 save) after a change, so pm2's resurrect (for example at boot) brings back the current process list.
+      - Run C(pm2 save --force) after a change, so pm2's resurrect (for example at boot) brings back the current
+        process list (C(--force) so that removing the last process is saved too).
+      - pm2 writes every process's environment, O(env) values included, to C(PM2_HOME/dump.pm2); the module makes
+        that file readable by its owner only.
     type: bool
     default: false
 attributes:
@@ -205,10 +208,10 @@ uptime_ms:
   type: int
   sample: 2150
 exec_mode:
-  description: C(fork) or C(cluster); empty when absent.
+  description: pm2's execution mode, as pm2 reports it in C(jlist), C(fork_mode) or C(cluster_mode); empty when absent.
   returned: always
   type: str
-  sample: fork
+  sample: fork_mode
 instances:
   description: Number of pm2 instances with this name (more than one in cluster mode).
   returned: always
@@ -440,13 +443,23 @@ class Pm2Service:
             return args, cwd, True
         verb = 'restart'
         if state == 'reloaded':
-            if all(s['exec_mode'] == 'cluster' for s in sums):
+            if all(s['exec_mode'] == 'cluster_mode' for s in sums):
                 verb = 'reload'
             else:
                 self.warnings.append('pm2 process %s runs in fork mode, where pm2 cannot reload without downtime; '
                                      'it was restarted instead (use cluster mode for zero-downtime reloads)' % self.name)
         args, cwd = self.restart_args(verb)
         return args, cwd, True
+
+    def save(self):
+        # --force: without it pm2 skips saving an empty list, and a deleted process would come back at resurrect
+        self.run(['save', '--force'])
+        dump = os.path.join(_pm2.pm2_home(self.p['pm2_home']), 'dump.pm2')
+        try:
+            if os.stat(dump).st_mode & 0o077:
+                os.chmod(dump, 0o600)   # the dump holds every process's environment, secrets included
+        except OSError:
+            pass
 
     def result(self, procs, changed):
         r = {'changed': changed, 'name': self.name, 'commands': self.commands}
@@ -459,7 +472,12 @@ class Pm2Service:
         return r
 
     def apply(self):
-        procs = self.procs()
+        home = _pm2.pm2_home(self.p['pm2_home'])
+        if not _pm2.daemon_running(home) and (self.module.check_mode or self.p['state'] in ('absent', 'stopped', 'restarted', 'reloaded')):
+            # no daemon, no processes: do not let `pm2 jlist` spawn one just to find that out
+            procs = []
+        else:
+            procs = self.procs()
         action = self.plan(procs)
         state = self.p['state']
         runs = state in ('started', 'restarted', 'reloaded')
@@ -474,7 +492,7 @@ class Pm2Service:
         if self.module.check_mode:
             self.commands.append(' '.join(['pm2', *args]))
             if self.p['save']:
-                self.commands.append('pm2 save')
+                self.commands.append('pm2 save --force')
             res = self.result(procs, True)
             return res
         self.run(args, with_env=with_env, cwd=cwd)
@@ -485,7 +503,7 @@ class Pm2Service:
             if self.p['health_url']:
                 health = self.health()
         if self.p['save']:
-            self.run(['save'])
+            self.save()
         res = self.result(self.procs() if not runs else procs, True)
         if health is not None:
             res['health'] = health

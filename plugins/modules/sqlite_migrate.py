@@ -269,13 +269,15 @@ def _migrate(module, conn, files, result):
     if p['backup']:
         result['backup_file'] = _backup(module, path)
     try:
-        conn.execute('BEGIN IMMEDIATE')
-        M.ensure_table(conn, table, create=True)
+        if drift or todo_baseline:
+            conn.execute('BEGIN IMMEDIATE')
+            M.ensure_table(conn, table, create=True)
         for v, _fn, _old, new in drift:
             conn.execute('UPDATE "%s" SET sha256=? WHERE version=?' % table.replace('"', '""'), (new, v))
         for v in sorted(todo_baseline):
             M.record(conn, table, version=v, name=by_version[v][0], sha=by_version[v][1], ms=0)
-        conn.execute('COMMIT')
+        if conn.in_transaction:
+            conn.execute('COMMIT')
     except sqlite3.DatabaseError as e:
         if conn.in_transaction:
             conn.execute('ROLLBACK')
@@ -316,11 +318,14 @@ def _apply_one(module, conn, migration, result):
     try:
         if in_tx:
             conn.execute('BEGIN IMMEDIATE')
+            # the tracking table is created in the first migration's transaction: a failure leaves the file as it was
+            M.ensure_table(conn, table, create=True)
         for stmt in stmts:
             conn.execute(stmt)
+        stmt = None
         if not in_tx:
             conn.execute('BEGIN IMMEDIATE')
-        stmt = None
+            M.ensure_table(conn, table, create=True)
         M.record(conn, table, version=v, name=fn, sha=sha, ms=int((time.time() - t0) * 1000))
         conn.execute('COMMIT')
     except sqlite3.Error as e:

@@ -120,3 +120,10 @@ def db_state(estate: Estate) -> dict:
             "env": H.sha256_file(h.env_file) if h.env_file.exists() else None,
         }
     return out
+
+
+@pytest.fixture(scope="module")
+def built_estate():
+    """One pair, built and healthy, snapshot 'pristine' taken; torn down after the module (import it into a test module)."""
+    with built("it") as estate:
+        yield estate

@@ -181,3 +181,39 @@ def test_property_through_the_module_file_unchanged_on_refusal(tmp_path_factory,
             assert parsed[parser]['KEY'] == value
             assert {k: v for k, v in parsed[parser].items() if k != 'KEY'} == {'A': '1', 'B': 'two', 'C': '3'}
         assert os.stat(path).st_mode & 0o777 == 0o600
+
+
+def test_edits_of_hostile_files_read_back_or_are_refused():
+    """Random odd files (unterminated quotes, U+2028, CR, duplicates) x set/unset: Node must read
+    exactly the intended mapping whenever the editor accepts, and every refusal is a DotenvError."""
+    rng = random.Random(4242)
+    cases = []
+    for _i in range(1500):
+        text = _random_file(rng)
+        if rng.random() < 0.5:
+            cases.append((text, {'KEY': rng.choice(HARD_VALUES[:-1])}, []))
+        else:
+            cases.append((text, {}, ['KEY', 'A']))
+    accepted = []
+    refusals = 0
+    for text, sets, unsets in cases:
+        try:
+            new, _keys = d.edit(text, sets, unsets)
+        except d.DotenvError:
+            refusals += 1
+            continue
+        accepted.append((text, sets, unsets, new))
+    results = oracle([c[0].encode() for c in accepted] + [c[3].encode() for c in accepted])
+    n = len(accepted)
+    bad = []
+    for i, (text, sets, unsets, new) in enumerate(accepted):
+        for parser in PARSERS:
+            want = dict(results[i][parser])
+            for k in unsets:
+                want.pop(k, None)
+            want.update(sets)
+            if results[n + i][parser] != want:
+                bad.append((parser, text, sets, unsets, new))
+    assert not bad, bad[:3]
+    assert refusals < len(cases) // 10, refusals       # odd files are mostly still editable
+    assert accepted, "nothing was accepted"

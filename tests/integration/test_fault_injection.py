@@ -18,8 +18,9 @@ ansible-playbook itself when the next task is about to start after k tasks of
 the role completed. Between kill points the estate is reset from a snapshot of
 its pair dirs (apps stopped, files copied back, apps started), not rebuilt.
 
-``DBFIX_FAULT_POINTS``: ``all`` (default) or N = every k-th kill point only (for
-a quick local run). The covered kill points are written to
+``DBFIX_FAULT_POINTS``: ``changes`` (default: after every task that changed
+something in a clean run, and after every task while the apps are quiesced),
+``all`` (every task; slow), or N (every N-th point). The covered kill points are written to
 ``bench/results/fault-injection.md``.
 """
 from __future__ import annotations
@@ -132,22 +133,37 @@ def check_rolled_back(estate, pre, writer) -> tuple[list[str], int]:
     return errs, only_shared
 
 
-def enumerate_points(estate, playbook: str, role: str, extra: dict | None = None) -> list[str]:
+def enumerate_points(estate, playbook: str, role: str, extra: dict | None = None) -> list[dict]:
+    """The role's tasks of a clean run, in order: [{"name", "changed"}]; kill point k = after task k."""
     trace = estate.root / f"trace-{role}.jsonl"
     trace.unlink(missing_ok=True)
     run = estate.playbook(playbook, extra_vars=extra, env=trace_env(role, trace), log_name=f"trace-{role}")
     assert run.rc == 0, f"clean {playbook} run failed:\n{run.tail()}"
-    names = [json.loads(line) for line in trace.read_text(encoding="utf-8").splitlines()]
-    return [e["name"] for e in names if e.get("n")]
+    entries = [json.loads(line) for line in trace.read_text(encoding="utf-8").splitlines()]
+    points = []
+    for e in entries:
+        if e.get("n"):
+            points.append({"name": e["name"], "changed": False})
+        elif "changed" in e and points and e["changed"] == points[-1]["name"]:
+            points[-1]["changed"] = True
+    return points
 
 
-def select(points: list[str]) -> list[int]:
-    every = os.environ.get("DBFIX_FAULT_POINTS", "all")
+def select(points: list[dict]) -> list[int]:
+    """Kill points to run. DBFIX_FAULT_POINTS: ``all``; ``changes`` (default): after every task that changed
+    something in the clean run, and after every task from the quiesce to the apps' start (the apps are down
+    there); N: every N-th point."""
+    mode = os.environ.get("DBFIX_FAULT_POINTS", "changes")
     ks = list(range(1, len(points) + 1))
-    if every != "all":
-        step = max(1, int(every))
-        ks = [k for k in ks if k % step == 1 or k == len(points)] if step > 1 else ks
-    return ks
+    if mode == "all":
+        return ks
+    if mode == "changes":
+        first = next((i for i, p in enumerate(points, 1) if "Quiesce" in p["name"]), None)
+        last = next((i for i, p in enumerate(points, 1) if "Start the app on the shared DB" in p["name"]), None)
+        window = set(range(first, last + 1)) if first and last else set()
+        return [k for k in ks if points[k - 1]["changed"] or k in window]
+    step = max(1, int(mode))
+    return [k for k in ks if k % step == 1 or k == len(points)]
 
 
 def write_results(name: str, rows: list[dict], seconds: float) -> None:
@@ -192,11 +208,11 @@ def test_sigkill_after_each_phase2_task(fx):
     assert len(points) >= 10, f"phase 2 ran only {len(points)} tasks: {points}"
     rows, failures = [], []
     t0 = time.monotonic()
-    for k in select(points):
+    for i, k in enumerate(select(points)):
         H.restore(estate, "pre_phase2")
         writer = H.Writer(estate.host(1, "blue"), rate=10).start()
         killed = estate.playbook("phase2.yml", extra_vars=FAST, env=fault_env("phase2", k), log_name=f"p2-kill{k}")
-        recovery = "site.yml" if k % 2 else "rollback.yml"
+        recovery = "rollback.yml" if i % 2 else "site.yml"
         if recovery == "site.yml":
             rec = estate.playbook("site.yml", extra_vars=FAST, log_name=f"p2-kill{k}-site")
             writer.stop()
@@ -211,11 +227,11 @@ def test_sigkill_after_each_phase2_task(fx):
             errs.insert(0, f"killed run ended with rc={killed.rc}, expected SIGKILL")
         if rec.rc != 0:
             errs.insert(0, f"{recovery} rc={rec.rc}: {rec.tail(15)}")
-        rows.append({"k": k, "task": points[k - 1], "killed_rc": killed.rc, "recovery": recovery, "rc": rec.rc,
+        rows.append({"k": k, "task": points[k - 1]["name"], "killed_rc": killed.rc, "recovery": recovery, "rc": rec.rc,
                      "acked": len(writer.acked), "result": ("ok" + extra) if not errs else "FAIL: " + "; ".join(errs)[:300]})
         if errs:
-            failures.append(f"k={k} after '{points[k - 1]}' -> {recovery}: " + "\n    ".join(errs))
-    write_results("Phase 2 killed (SIGKILL of ansible-playbook)", rows, time.monotonic() - t0)
+            failures.append(f"k={k} after '{points[k - 1]['name']}' -> {recovery}: " + "\n    ".join(errs))
+    write_results(f"Phase 2 killed (SIGKILL of ansible-playbook), {len(rows)} of {len(points)} kill points", rows, time.monotonic() - t0)
     assert not failures, "\n".join(failures)
 
 
@@ -235,11 +251,12 @@ def test_sigkill_after_each_rollback_task(fx):
             errs.insert(0, f"killed run ended with rc={killed.rc}, expected SIGKILL")
         if rec.rc != 0:
             errs.insert(0, f"rollback rerun rc={rec.rc}: {rec.tail(15)}")
-        rows.append({"k": k, "task": points[k - 1], "killed_rc": killed.rc, "recovery": "rollback.yml", "rc": rec.rc,
+        rows.append({"k": k, "task": points[k - 1]["name"], "killed_rc": killed.rc, "recovery": "rollback.yml", "rc": rec.rc,
                      "acked": "-", "result": "ok" if not errs else "FAIL: " + "; ".join(errs)[:300]})
         if errs:
-            failures.append(f"k={k} after '{points[k - 1]}': " + "\n    ".join(errs))
-    write_results("Rollback (phase2) killed (SIGKILL of ansible-playbook)", rows, time.monotonic() - t0)
+            failures.append(f"k={k} after '{points[k - 1]['name']}': " + "\n    ".join(errs))
+    write_results(f"Rollback (phase2) killed (SIGKILL of ansible-playbook), {len(rows)} of {len(points)} kill points", rows,
+                  time.monotonic() - t0)
     assert not failures, "\n".join(failures)
 
 
@@ -361,7 +378,7 @@ def test_pm2_daemon_killed_mid_phase2_converges_on_rerun(fx):
     """SIGKILL pm2's daemon (its apps die with it) halfway through phase 2; rerunning site.yml converges."""
     estate, pre, points = fx["estate"], fx["pre"], fx["p2_points"]
     H.restore(estate, "pre_phase2")
-    k = next((i for i, n in enumerate(points, 1) if "Quiesce" in n), len(points) // 2)
+    k = next((i for i, p in enumerate(points, 1) if "Quiesce" in p["name"]), len(points) // 2)
     daemon = estate.pm2_daemon_pid()
     run = estate.playbook("phase2.yml", extra_vars=FAST, env=fault_env("phase2", k - 1, action="pm2-daemon"), log_name="phase2-pm2kill")
     assert daemon is not None

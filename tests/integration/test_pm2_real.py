@@ -110,7 +110,7 @@ def test_lifecycle_start_idempotent_restart_stop_absent(pm2_home):
 
     r = run(start)                                               # 2. real: starts, stays up
     assert r['changed'] and r['status'] == 'online' and r['pid'] > 0
-    assert r['exec_mode'] == 'fork' and r['instances'] == 1 and r['restarts'] == 0
+    assert r['exec_mode'] == 'fork_mode' and r['instances'] == 1 and r['restarts'] == 0
     assert 'APP_SECRET' in r['env_keys'] and 'PORT' in r['env_keys']
     assert r['uptime_ms'] >= 1000                               # it was watched for `wait` seconds
     assert get_eventually(port, '/env/APP_SECRET')['value'] == SECRET   # the env reached the process
@@ -121,8 +121,12 @@ def test_lifecycle_start_idempotent_restart_stop_absent(pm2_home):
     r = run(start)                                               # 4. real again: nothing done
     assert not r['changed'] and r['pid'] == pid and r['commands'] == []
 
-    r = run(base(pm2_home, state='restarted'))
+    r = run(base(pm2_home, state='restarted', save=True))
     assert r['changed'] and r['pid'] != pid and r['status'] == 'online'
+    dump = os.path.join(pm2_home, 'dump.pm2')
+    with open(dump) as f:
+        assert [p['name'] for p in json.load(f)] == ['echo']
+    assert os.stat(dump).st_mode & 0o777 == 0o600               # pm2 writes the env values there
     assert get_eventually(port, '/pid')['pid'] == r['pid']
 
     r = run(base(pm2_home, state='stopped'), check=True)
@@ -136,9 +140,11 @@ def test_lifecycle_start_idempotent_restart_stop_absent(pm2_home):
     assert r['changed'] and r['status'] == 'online'
 
     r = run(base(pm2_home, state='absent', save=True))
-    assert r['changed'] and r['status'] == 'absent' and r['commands'] == ['pm2 delete echo', 'pm2 save']
+    assert r['changed'] and r['status'] == 'absent' and r['commands'] == ['pm2 delete echo', 'pm2 save --force']
     assert jlist(pm2_home) == []
-    assert os.path.exists(os.path.join(pm2_home, 'dump.pm2'))
+    with open(dump) as f:
+        assert json.load(f) == []                                # the deletion is saved: resurrect won't bring it back
+    assert os.stat(dump).st_mode & 0o777 == 0o600
     r = run(base(pm2_home, state='absent'))
     assert not r['changed']
 
@@ -231,7 +237,7 @@ def test_reloaded_in_cluster_mode_is_a_reload(pm2_home, tmp_path):
                                     env: { PORT: '%d' } }] }
         ''' % (json.dumps(ECHO), port)))
     r = run(base(pm2_home, name='api', ecosystem=str(eco)))
-    assert r['changed'] and r['exec_mode'] == 'cluster' and r['instances'] == 2
+    assert r['changed'] and r['exec_mode'] == 'cluster_mode' and r['instances'] == 2
     pids = sorted(p['pid'] for p in jlist(pm2_home))
     r = run(base(pm2_home, name='api', state='reloaded', ecosystem=str(eco)))
     assert r['changed'] and r['commands'][0].startswith('pm2 reload %s --only api' % eco)
@@ -248,10 +254,21 @@ def test_unknown_process_errors(pm2_home):
     assert r['failed'] and 'give script or ecosystem' in r['msg']
 
 
+def test_no_daemon_spawned_when_not_needed(pm2_home):
+    for state in ('absent', 'started'):
+        r = run(base(pm2_home, state=state, script=ECHO, args=['PORT=%d' % free_port()]), check=True)
+        assert r['status'] == 'absent' and r['changed'] == (state == 'started')
+    r = run(base(pm2_home, state='absent'))
+    assert not r['changed'] and r['status'] == 'absent'
+    r = run(base(pm2_home, state='stopped'))
+    assert r['failed'] and 'does not know a process named echo' in r['msg']
+    assert not os.path.exists(os.path.join(pm2_home, 'pm2.pid'))     # no daemon was started for any of these
+
+
 def test_first_call_banner_is_handled(pm2_home):
     # a fresh PM2_HOME: the first pm2 call spawns a daemon and prints the banner on stdout
-    r = run(base(pm2_home, name='ghost', state='absent'))
-    assert not r['changed'] and r['status'] == 'absent'
+    r = run(base(pm2_home, script=ECHO, args=['PORT=%d' % free_port()]))
+    assert r['changed'] and r['status'] == 'online'
     assert os.path.exists(os.path.join(pm2_home, 'pm2.pid'))
     # and the banner really goes to stdout on a fresh home (what the parser had to skip)
     fresh = tempfile.mkdtemp(prefix='pm2b-', dir='/tmp')

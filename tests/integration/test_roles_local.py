@@ -19,13 +19,14 @@ Covered:
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import sqlite3
 from pathlib import Path
 
 import pytest
-
-from _estate import H, built_estate, require  # noqa: F401  (built_estate is a fixture)
+from _estate import H, make_estate, require
 
 FOREIGN = "https://evil.example"
 TAURI = "tauri://localhost"
@@ -69,13 +70,27 @@ def stopped_db_hashes(estate) -> dict[str, str]:
         estate.wait_healthy()
 
 
+@pytest.fixture(scope="module")
+def roles_estate():
+    """One pair with the incident, built once; pm2 killed and the dir removed at teardown."""
+    require("site.yml", "phase1.yml", "phase2.yml", "cors.yml", "rollback.yml")
+    built = make_estate("roles")
+    try:
+        built.build()
+        H.snapshot(built, "pristine")
+        yield built
+    finally:
+        built.kill()
+        if not os.environ.get("DBFIX_KEEP_ESTATE"):
+            shutil.rmtree(built.root, ignore_errors=True)
+
+
 @pytest.fixture
-def estate(built_estate):  # noqa: F811
+def estate(roles_estate):
     """The module's estate, put back to the freshly built incident before each test."""
-    require("site.yml", "phase2.yml", "rollback.yml")
-    H.restore(built_estate, "pristine")
-    built_estate.wait_healthy()
-    return built_estate
+    H.restore(roles_estate, "pristine")
+    roles_estate.wait_healthy()
+    return roles_estate
 
 
 def test_site_converges_and_second_run_changes_nothing(estate):

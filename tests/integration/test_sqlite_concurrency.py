@@ -86,7 +86,7 @@ def check_backup(path, final_ledger):
 
 
 def start(cmd):
-    return subprocess.Popen([sys.executable, '-c'] + cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, '-c', *cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 @pytest.mark.parametrize('journal_mode,allow_fast', [('wal', True), ('wal', False), ('delete', True), ('delete', False)])
@@ -116,9 +116,9 @@ def test_backups_of_live_db_are_consistent(tmp_path, journal_mode, allow_fast):
     finally:
         open(stop, 'w').close()
         outs = [p.communicate(timeout=120) for p in procs]
-    for p, (o, e) in zip(procs, outs):
-        assert p.returncode == 0, e
-    commits = sum(int(o) for (o, e), p in zip(outs, procs[:3]))
+    for p, (_out, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err
+    commits = sum(int(out) for out, _err in outs[:3])
     conn = sqlite3.connect(db)
     final = conn.execute('SELECT seq, writer, amount, total FROM ledger ORDER BY seq').fetchall()
     conn.close()

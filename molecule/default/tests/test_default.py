@@ -12,7 +12,6 @@ import os
 import posixpath
 
 import pytest
-
 from dbfix_checks import (
     FOREIGN_ORIGIN,
     TAURI_ORIGIN,

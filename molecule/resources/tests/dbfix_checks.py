@@ -52,7 +52,7 @@ class Response:
         return "<HTTP %s %r %s>" % (self.status, self.headers, self.body[:300])
 
 
-def http(host, method, port, path, headers=None, data=None):
+def http(host, method, port, path, *, headers=None, data=None):
     """curl inside the container against 127.0.0.1:port; returns a Response."""
     cmd = ["curl", "-sS", "-i", "--max-time", "10", "-X", method]
     for name, value in (headers or {}).items():
@@ -136,3 +136,27 @@ def prepared_at():
     """Epoch seconds when prepare finished (written by record.yml)."""
     with open(os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "prepared_at"), encoding="utf-8") as fh:
         return int(fh.read().strip())
+
+
+def after_phase1(host):
+    """The record converge-phase2-must-fail.yml wrote between phase 1 and phase 2."""
+    return json.loads(run_ok(host, "cat %s/after-phase1.json" % RECORD_DIR))
+
+
+def phase2_run():
+    """rc/stdout/stderr of the phase 2 run that had to fail (controller side)."""
+    with open(os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "phase2-run.json"), encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def assert_on_own_db(host, rec, expect_sha256=None):
+    """database.db is the app's own regular file again (no link, no .OLD left),
+    optionally byte-identical to a recorded sha256, and the app has it open."""
+    db = host.file(rec["db_path"])
+    assert db.exists and db.is_file and not db.is_symlink, "%s is not a regular file" % rec["db_path"]
+    assert not host.file(rec["db_path"] + ".OLD").exists, "%s.OLD is still there" % rec["db_path"]
+    if expect_sha256 is not None:
+        assert sha256(host, rec["db_path"]) == expect_sha256, "%s is not byte-identical to the recorded file" % rec["db_path"]
+    resp = http(host, "GET", rec["port"], "/api/health")
+    assert resp.status == 200, resp
+    assert resp.json()["db"] == rec["db_path"], resp

@@ -19,7 +19,8 @@ Used by tests/integration/test_fault_injection.py, enabled with
   answering (the app's port is taken); it is stopped when a task matching
   RELEASE_AT starts, or at the end of the run.
 - ``DBFIX_FAULT_TRACE``: file; every task start is appended as a JSON line
-  ``{"role", "name", "n"}`` so a clean run enumerates the kill points.
+  ``{"role", "name", "n"}`` (and every changed result as ``{"changed": task}``)
+  so a clean run enumerates the kill points and which tasks change something.
 """
 from __future__ import annotations
 
@@ -131,6 +132,10 @@ class CallbackModule(CallbackBase):
 
     def v2_playbook_on_handler_task_start(self, task):
         self._start(task)
+
+    def v2_runner_on_ok(self, result):
+        if self._trace and result._result.get("changed"):
+            self._log({"changed": result._task.get_name(), "host": result._host.get_name()})
 
     def v2_playbook_on_play_start(self, play):
         if not self._action.startswith("squat:"):

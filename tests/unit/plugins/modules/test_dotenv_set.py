@@ -155,3 +155,17 @@ def test_value_required_for_present(envfile):
     r = run({'path': str(envfile), 'key': 'A'})
     assert r['failed'] and 'value is required' in r['msg']
     assert envfile.read_bytes() == BASE
+
+
+def test_unwritable_directory_fails_and_leaves_file(envfile, monkeypatch):
+    # Tests run as root, which ignores directory permissions, so the refusal of the
+    # temporary file is simulated: the one mock in this file.
+    import tempfile
+
+    def refuse(*_a, **_k):
+        raise PermissionError(13, 'Permission denied')
+
+    monkeypatch.setattr(tempfile, 'mkstemp', refuse)
+    r = run({'path': str(envfile), 'key': 'KEY', 'value': 'some-value'})
+    assert r['failed'] and 'cannot create a temporary file' in r['msg'] and str(envfile) in r['msg']
+    assert envfile.read_bytes() == BASE

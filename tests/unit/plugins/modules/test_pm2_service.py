@@ -67,7 +67,7 @@ def test_parse_jlist_without_array_raises(out):
 def test_summary_has_facts_and_no_environment():
     s = _pm2.summary(PROC, now_ms=1_002_500)
     assert s == {'name': 'api', 'pm_id': 3, 'pid': 4242, 'status': 'online', 'restarts': 2, 'unstable_restarts': 0,
-                 'uptime_ms': 2500, 'exec_mode': 'fork', 'err_log': '/nonexistent/api-error.log'}
+                 'uptime_ms': 2500, 'exec_mode': 'fork_mode', 'err_log': '/nonexistent/api-error.log'}
     assert 'secret' not in json.dumps(s)
 
 
@@ -116,3 +116,28 @@ def test_missing_pm2_on_path_says_how_to_install(monkeypatch, tmp_path):
 def test_script_and_ecosystem_exclusive():
     r = run({'name': 'x', 'script': 'a.js', 'ecosystem': 'e.config.js'})
     assert r['failed'] and 'mutually exclusive' in r['msg']
+
+
+def _fake_pm2(tmp_path, body):
+    """A stand-in pm2 executable (a real program, not a mock) for failures real pm2 will not produce on demand."""
+    exe = tmp_path / 'pm2'
+    exe.write_text('#!/bin/sh\n' + body + '\n')
+    exe.chmod(0o755)
+    return str(exe)
+
+
+def test_unparseable_jlist_fails_clearly(tmp_path):
+    exe = _fake_pm2(tmp_path, 'echo "[PM2] something went sideways"; echo "not json"')
+    r = run({'name': 'api', 'executable': exe, 'pm2_home': str(tmp_path)})
+    assert r['failed'] and 'cannot read pm2 state for api' in r['msg'] and 'no process list' in r['msg']
+
+
+def test_pm2_error_exit_reported_without_env_values(tmp_path, monkeypatch):
+    # jlist works, start fails and echoes the secret it was given (pm2 never does; an app wrapper might)
+    exe = _fake_pm2(tmp_path, 'if [ "$1" = jlist ]; then echo "[]"; exit 0; fi\n'
+                              'echo "[PM2][ERROR] daemon unreachable; env had $APP_TOKEN" >&2; exit 3')
+    r = run({'name': 'api', 'executable': exe, 'pm2_home': str(tmp_path), 'state': 'started', 'script': 'x.js',
+             'env': {'APP_TOKEN': 'tok-very-secret-123'}})
+    assert r['failed'] and 'rc=3' in r['msg'] and 'daemon unreachable; env had ********' in r['msg']
+    assert 'pm2 start x.js --name api' in r['msg']
+    assert 'tok-very-secret-123' not in json.dumps(r)

@@ -40,7 +40,7 @@ def tree(d):
     -shm files are skipped: they are SQLite's shared memory, which every reader updates (read marks).
     """
     res = {}
-    for root, dummy, files in os.walk(d):
+    for root, _dirs, files in os.walk(d):
         for f in files:
             if f.endswith('-shm'):
                 continue
@@ -217,7 +217,7 @@ def corrupt(path):
 
 BAD_CASES = {
     'missing': (lambda d: str(d / 'nope.db'), 'does not exist'),
-    'directory': (lambda d: str(d), 'is a directory'),
+    'directory': (str, 'is a directory'),
     'not_sqlite': (lambda d: (d / 'notes.db').write_text('hello, I am a text file\n' * 10) and str(d / 'notes.db'), 'is not an SQLite database'),
     'empty': (lambda d: (d / 'empty.db').write_bytes(b'') or str(d / 'empty.db'), 'is empty (0 bytes)'),
     'dangling_link': (lambda d: os.symlink(str(d / 'gone.db'), str(d / 'link.db')) or str(d / 'link.db'), 'dangling'),
