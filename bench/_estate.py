@@ -37,6 +37,7 @@ BUILD_PLAYBOOK = ROOT / "tests" / "estate" / "build.yml"
 PLAYBOOKS = ROOT / "playbooks"
 CALLBACKS = Path(__file__).resolve().parent / "callback_plugins"
 RESERVED_PORTS = {3000, 3001}
+TIMEOUT_RC = 124  # what Estate.playbook returns when it had to kill a run that hung
 
 
 def free_ports(count: int) -> list[int]:
@@ -298,10 +299,19 @@ class Estate:
         cmd += list(args)
         log = self.logs / f"{log_name or pb.stem}-{time.strftime('%H%M%S')}-{uuid.uuid4().hex[:4]}.log"
         t0 = time.monotonic()
+        # Own process group: on a timeout the whole run goes, including a hung `pm2` CLI
+        # under a module (pm2's daemon detaches into its own session and is not touched).
         with open(log, "wb") as out:
-            proc = subprocess.run(cmd, cwd=ROOT, env=self.env(env), stdout=out, stderr=subprocess.STDOUT,
-                                  timeout=timeout, check=False)
-        run = PlaybookRun(cmd=cmd, rc=proc.returncode, seconds=time.monotonic() - t0, log=log)
+            proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env(env), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            try:
+                rc = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                out.write(f"\n*** HARNESS: killed after {timeout:.0f} s timeout ***\n".encode())
+                rc = TIMEOUT_RC
+        run = PlaybookRun(cmd=cmd, rc=rc, seconds=time.monotonic() - t0, log=log)
         if check and run.rc != 0:
             raise RuntimeError(f"{pb.name} failed (rc={run.rc}); last lines of {log}:\n{run.tail()}")
         return run

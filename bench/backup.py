@@ -134,7 +134,9 @@ def m_py_backup(src, dst):
 
 def _module(src, dst, verify):
     with tempfile.NamedTemporaryFile('w', suffix='.json', delete=False) as f:
-        json.dump({'ANSIBLE_MODULE_ARGS': {'path': src, 'dest': dst, 'verify': verify}}, f)
+        # the same patience as the other tools get (.timeout 600000 / timeout=600): a writer's commit can
+        # wait seconds behind the previous copy's writeback, and the default 5 s busy_timeout would give up
+        json.dump({'ANSIBLE_MODULE_ARGS': {'path': src, 'dest': dst, 'verify': verify, 'busy_timeout': 600000}}, f)
     env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, '.collections'))
     try:
         out = subprocess.run([sys.executable, MODULE, f.name], check=True, capture_output=True, text=True, env=env,
@@ -155,6 +157,43 @@ def m_module_quick(src, dst):
     return _module(src, dst, 'quick')
 
 
+def _snapshot():
+    sys.path.insert(0, os.path.join(ROOT, '.collections'))
+    from ansible_collections.bluegreen.dbfix.plugins.module_utils import _sqlite as S
+    return S
+
+
+def m_part_copy(src, dst):
+    """Breakdown: the module's snapshot + copy_file_range + fsync, in-process, without the sha256 thread."""
+    S = _snapshot()
+    snap = S.Snapshot(src).open()
+    try:
+        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        s = os.open(src, os.O_RDONLY)
+        snap._copy(s, fd, snap.image_size())
+        os.fsync(fd)
+        os.close(fd)
+        os.close(s)
+    finally:
+        snap.close()
+
+
+def m_part_hash(src, dst):
+    """Breakdown: only the sha256 of the snapshot image (what every sqlite_backup result carries)."""
+    S = _snapshot()
+    snap = S.Snapshot(src).open()
+    try:
+        snap.stream(None)
+    finally:
+        snap.close()
+    open(dst, 'w').close()
+
+
+BREAKDOWN = [
+    ('breakdown: snapshot copy + fsync only (in-process, no sha256)', m_part_copy),
+    ('breakdown: sha256 of the image only (in-process)', m_part_hash),
+]
+
 METHODS = [
     ('cp + fsync', m_cp),
     ('sqlite3 .backup', m_sqlite3_backup),
@@ -165,11 +204,12 @@ METHODS = [
 ]
 
 
-def measure(src, outdir, runs, writer=False, warmup=True):
+def measure(src, outdir, runs, *, writer=False, warmup=True, methods=None):
     """Interleave methods; return {name: {times: [...], stalls: [...], rate: [...]}}."""
-    res = {name: {'times': [], 'stall_ms': [], 'commits_per_s': [], 'method': set()} for name, _fn in METHODS}
+    methods = methods or METHODS
+    res = {name: {'times': [], 'stall_ms': [], 'commits_per_s': [], 'method': set()} for name, _fn in methods}
     for rnd in range(0 if warmup else 1, runs + 1):  # round 0 warms caches and is discarded
-        for name, fn in METHODS:
+        for name, fn in methods:
             # start every copy with no dirty pages left over from the previous one (disk writeback is the noisiest part)
             subprocess.run(['sync'], check=True)
             time.sleep(0.5)
@@ -194,6 +234,9 @@ def measure(src, outdir, runs, writer=False, warmup=True):
                 # sqlite3's .backup restarts whenever another process commits: it may never finish
                 r = {'method': 'gave up after %.0f s' % TIMEOUT[0]}
                 t1 = time.time()
+            except subprocess.CalledProcessError as e:
+                r = {'method': 'FAILED: %s' % (e.stdout or e.stderr or '')[-300:].strip()}
+                t1 = time.time()
             if writer:
                 time.sleep(0.3)
                 open(stop, 'w').close()
@@ -216,7 +259,7 @@ def measure(src, outdir, runs, writer=False, warmup=True):
     return res
 
 
-def table(res, with_writer):
+def table(res, with_writer, methods=None):
     cp = statistics.median(res['cp + fsync']['times'])
     lines = []
     if with_writer:
@@ -225,7 +268,7 @@ def table(res, with_writer):
     else:
         lines.append('| method | median s | x cp | runs (s) |')
         lines.append('|---|---:|---:|---|')
-    for name, _fn in METHODS:
+    for name, _fn in methods or METHODS:
         t = res[name]['times']
         med = statistics.median(t)
         label = name + (' (%s)' % ', '.join(res[name]['method']) if res[name]['method'] else '')
@@ -288,8 +331,9 @@ def main():
     try:
         set_journal_mode(src, 'delete')
         print('quiet database ...')
-        out['quiet'] = measure(src, work, args.runs)
-        print(table(out['quiet'], False))
+        quiet_methods = METHODS + BREAKDOWN
+        out['quiet'] = measure(src, work, args.runs, methods=quiet_methods)
+        print(table(out['quiet'], False, quiet_methods))
         for mode in ('wal', 'delete'):
             set_journal_mode(src, mode)
             TIMEOUT[0] = args.live_timeout
@@ -321,7 +365,13 @@ def main():
         '',
         '### Quiet database',
         '',
-        table(out['quiet'], False),
+        table(out['quiet'], False, METHODS + BREAKDOWN),
+        '',
+        'The two breakdown rows split sqlite_backup into its parts, measured the same way: the consistent copy itself '
+        '(snapshot, `copy_file_range` as cp uses, WAL overlay, fsync) and the sha256 of the image that every result '
+        'carries. The module runs them in parallel on two threads, so its time is about the larger of the two plus '
+        'Python/Ansible start-up (~0.3 s); where sqlite_backup misses the 1.2x target it is the sha256 (CPU-bound, '
+        'slower when the machine is loaded), not the copy.',
         '',
         '### While a writer commits continuously (WAL)',
         '',

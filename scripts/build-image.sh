@@ -125,6 +125,12 @@ if ! podman build --network=host --build-arg "BASE=$base_tag" -t "$final_tag" \
     exit 1
 fi
 podman image tag "$final_tag" localhost/dbfix-node:latest
+# Older recipes' images: untag them (layers shared with the new one stay; an
+# image a container still uses is kept).
+podman images --format '{{.Repository}}:{{.Tag}}' | grep '^localhost/dbfix-node:' \
+    | grep -v -e ":latest$" -e "^$final_tag$" | while read -r old; do
+        podman image rm "$old" >/dev/null 2>&1 && log "removed old image $old" || true
+    done
 log "built $final_tag in $(($(date +%s) - t0)) s"
 echo "$final_tag" >"$CACHE/dbfix-image.tag"
 echo "$final_tag"

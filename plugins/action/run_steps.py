@@ -26,7 +26,7 @@ class ActionModule(ActionBase):
     _VALID_ARGS = frozenset(('steps',))
 
     def run(self, tmp=None, task_vars=None):
-        result = super(ActionModule, self).run(tmp, task_vars)
+        result = super().run(tmp, task_vars)
         del tmp
         steps = self._task.args.get('steps')
         if not isinstance(steps, list) or not steps:
@@ -43,6 +43,10 @@ class ActionModule(ActionBase):
             args = step.get('args') or {}
             if not isinstance(args, dict):
                 raise AnsibleActionFail('run_steps: args of step %d (%s) must be a dict.' % (i + 1, name))
+            # ansible-core < 2.19 leaves omit's placeholder inside nested data: drop it here.
+            omit = (task_vars or {}).get('omit')
+            if isinstance(omit, str):
+                args = dict((k, v) for k, v in args.items() if v != omit)
             checked.append((name, args))
 
         results = []

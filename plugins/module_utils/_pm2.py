@@ -12,6 +12,7 @@ variables, so no caller can leak a value by accident.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -48,10 +49,10 @@ def parse_jlist(out):
     """
     text = strip_ansi(out)
     decoder = json.JSONDecoder()
-    starts = [m.start() for m in re.finditer(r'(?m)^[ \t]*\[', text)]
-    starts = [text.index('[', s) for s in starts]
-    others = [i for i, c in enumerate(text) if c == '[' and i not in set(starts)]
-    for i in starts + others:
+    starts = [m.end() - 1 for m in re.finditer(r'(?m)^[ \t]*\[', text)]
+    first = set(starts)
+    others = (m.start() for m in re.finditer(r'\[', text) if m.start() not in first)
+    for i in itertools.chain(starts, others):
         try:
             obj, _end = decoder.raw_decode(text, i)
         except ValueError:

@@ -381,17 +381,23 @@ class Snapshot:
             time.sleep(0.0005 * attempt)
         if hdr is None:
             # Busy writers: hold the write lock for the moment it takes to pin a snapshot.
-            w = connect(self.real, self.busy_timeout_ms)
+            h1 = h2 = None
             try:
-                w.execute('BEGIN IMMEDIATE')
+                w = connect(self.real, self.busy_timeout_ms)
                 try:
-                    self._begin()
-                    h1 = _read_shm_header(shm_fd)
-                    h2 = _read_shm_header(shm_fd)
+                    w.execute('BEGIN IMMEDIATE')
+                    try:
+                        self._begin()
+                        h1 = _read_shm_header(shm_fd)
+                        h2 = _read_shm_header(shm_fd)
+                    finally:
+                        w.execute('ROLLBACK')
                 finally:
-                    w.execute('ROLLBACK')
-            finally:
-                w.close()
+                    w.close()
+            except sqlite3.Error:
+                # no write access, or the write lock stayed busy: the backup API needs neither
+                if not self.conn.in_transaction:
+                    self._begin()
             if h1 is None or h2 is None or h1.raw != h2.raw:
                 self.method = 'backup-api'
                 return

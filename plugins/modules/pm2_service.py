@@ -277,6 +277,7 @@ class Pm2Service:
         self.warnings = []
         self.pm2 = self._find_pm2()
         self.base_env = {'PM2_HOME': p['pm2_home']} if p['pm2_home'] else {}
+        self.home = _pm2.pm2_home(p['pm2_home'])
 
     # -- pm2 plumbing -------------------------------------------------------
     def fail(self, msg, **kw):
@@ -302,8 +303,9 @@ class Pm2Service:
         rc, out, err = self.module.run_command([self.pm2, *list(args)], environ_update=env, cwd=cwd)
         if rc != 0:
             detail = _pm2.strip_ansi((err or '') + (out or '')).strip()[-1500:]
-            self.fail('pm2 %s failed for process %s (rc=%d, PM2_HOME=%s): %s' % (
-                ' '.join(args), self.name, rc, self.p['pm2_home'] or '~/.pm2', _pm2.redact(detail, self.secrets)))
+            hint = '; pm2 runs on Node.js: is node installed and on PATH?' if rc == 127 else ''
+            self.fail('pm2 %s failed for process %s (rc=%d, PM2_HOME=%s): %s%s' % (
+                ' '.join(args), self.name, rc, self.home, _pm2.redact(detail, self.secrets), hint))
         return out
 
     def jlist(self):
@@ -335,7 +337,8 @@ class Pm2Service:
         while True:
             procs = self.procs()
             if not procs:
-                self.fail('pm2 process %s disappeared while waiting for it to come up (PM2_HOME=%s)' % (self.name, self.p['pm2_home'] or '~/.pm2'))
+                self.fail('pm2 has no process named %s (PM2_HOME=%s) after running %s; check that the script exists, or that '
+                          'the ecosystem file defines an app with this name' % (self.name, self.home, ', '.join(self.commands) or 'nothing'))
             sums = [_pm2.summary(p) for p in procs]
             statuses = set(s['status'] for s in sums)
             if 'errored' in statuses:
@@ -416,7 +419,7 @@ class Pm2Service:
         known = bool(procs)
         sums = [_pm2.summary(p) for p in procs]
         unknown_msg = ('pm2 does not know a process named %s (PM2_HOME=%s); give script or ecosystem to start it, '
-                       'or check name and pm2_home' % (self.name, self.p['pm2_home'] or '~/.pm2'))
+                       'or check name and pm2_home' % (self.name, self.home))
         if state == 'absent':
             return (['delete', self.name], None, False) if known else None
         if state == 'stopped':
@@ -454,7 +457,7 @@ class Pm2Service:
     def save(self):
         # --force: without it pm2 skips saving an empty list, and a deleted process would come back at resurrect
         self.run(['save', '--force'])
-        dump = os.path.join(_pm2.pm2_home(self.p['pm2_home']), 'dump.pm2')
+        dump = os.path.join(self.home, 'dump.pm2')
         try:
             if os.stat(dump).st_mode & 0o077:
                 os.chmod(dump, 0o600)   # the dump holds every process's environment, secrets included
@@ -472,8 +475,7 @@ class Pm2Service:
         return r
 
     def apply(self):
-        home = _pm2.pm2_home(self.p['pm2_home'])
-        if not _pm2.daemon_running(home) and (self.module.check_mode or self.p['state'] in ('absent', 'stopped', 'restarted', 'reloaded')):
+        if not _pm2.daemon_running(self.home) and (self.module.check_mode or self.p['state'] in ('absent', 'stopped', 'restarted', 'reloaded')):
             # no daemon, no processes: do not let `pm2 jlist` spawn one just to find that out
             procs = []
         else:

@@ -19,7 +19,7 @@ description:
     the steps one host can do alone (stop its app, then seed the shared database or re-check its own database)
     run back to back in one task, and different hosts may run different steps in the same task.
 author:
-  - bluegreen.dbfix contributors
+  - bluegreen.dbfix contributors (!UNKNOWN)
 options:
   steps:
     description:
@@ -29,18 +29,23 @@ options:
     required: true
 attributes:
   action:
+    description: Runs on the controller as an action plugin, which executes each step's module on the host.
     support: full
   async:
+    description: Cannot run asynchronously.
     support: none
   check_mode:
+    description: Each step runs in check mode when the task does.
     support: full
-    details: Each step runs in check mode when the task does.
   diff_mode:
+    description: Steps return no diff.
     support: none
   idempotent:
+    description: As idempotent as the steps it runs.
     support: full
-    details: As idempotent as the steps it runs.
   platform:
+    description: The target must be a POSIX host.
+    support: full
     platforms: posix
 notes:
   - Only modules of C(bluegreen.dbfix) can be steps.

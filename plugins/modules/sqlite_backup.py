@@ -25,17 +25,20 @@ description:
     target, and a restore writes into the link's target; the link itself is never replaced. The aside file
     is placed beside the target.
 author:
-  - bluegreen.dbfix contributors
+  - bluegreen.dbfix contributors (!UNKNOWN)
 extends_documentation_fragment:
   - ansible.builtin.files
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Check mode takes the snapshot to prove the database is readable, returns the O(state=present) RV(backup_file)
       it would write and the files it would prune, and writes nothing.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
   idempotent:
+    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: partial
     details:
       - O(state=present) makes a new backup on every run unless O(skip_unchanged=true) or a fixed O(timestamp) is given.
@@ -249,6 +252,19 @@ def _prune_plan(dest_dir, db_name, keep, new_file):
     return existing[room:]
 
 
+def _prune(module, dest_dir, plan):
+    pruned = []
+    for old in plan:
+        try:
+            os.unlink(old)
+            pruned.append(old)
+        except OSError as e:
+            module.warn('Could not prune old backup %s: %s' % (old, e))
+    if pruned:
+        S.fsync_dir(dest_dir)
+    return pruned
+
+
 def do_present(module):
     p = module.params
     path = p['path']
@@ -321,21 +337,16 @@ def do_present(module):
     except S.DbfixError as e:
         module.fail_json(msg=e.msg, **result)
     if same:
-        result.update(backup_file=compare_file, sha256=compare_sha, size=os.path.getsize(compare_file),
-                      duration_ms=int((time.time() - t0) * 1000))
+        # nothing new to write; retention still applies (keep may have been lowered)
+        pruned = _prune_plan(dest_dir, db_name, p['keep'], compare_file)
+        if pruned and not module.check_mode:
+            pruned = _prune(module, dest_dir, pruned)
+        result.update(changed=bool(pruned), pruned=pruned, backup_file=compare_file, sha256=compare_sha,
+                      size=os.path.getsize(compare_file), duration_ms=int((time.time() - t0) * 1000))
         module.exit_json(**result)
     result.update(changed=True, size=info['size'], sha256=info['sha256'], integrity=info['integrity'],
                   method=info['method'], journal_mode=info['journal_mode'])
-    pruned = []
-    for old in _prune_plan(dest_dir, db_name, p['keep'], backup_file):
-        try:
-            os.unlink(old)
-            pruned.append(old)
-        except OSError as e:
-            module.warn('Could not prune old backup %s: %s' % (old, e))
-    if pruned:
-        S.fsync_dir(dest_dir)
-    result['pruned'] = pruned
+    result['pruned'] = _prune(module, dest_dir, _prune_plan(dest_dir, db_name, p['keep'], backup_file))
     result['duration_ms'] = int((time.time() - t0) * 1000)
     module.exit_json(**result)
 

@@ -27,14 +27,17 @@ description:
   - The database file is never written unless O(checkpoint=true). Reading a WAL-mode database may create empty
     C(-wal)/C(-shm) files beside it, as every SQLite reader does.
 author:
-  - bluegreen.dbfix contributors
+  - bluegreen.dbfix contributors (!UNKNOWN)
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Everything except O(checkpoint) is read-only and runs in check mode too; the checkpoint is skipped.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
   idempotent:
+    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: full
 options:
   path:
@@ -223,6 +226,9 @@ def gather(module):
             S.check_db_file(p['compare_with'], 'database to compare with')
     except S.DbfixError as e:
         module.fail_json(msg=e.msg, **result)
+    for name, sql in (p['queries'] or {}).items():
+        if not isinstance(sql, str):
+            module.fail_json(msg='queries.%s for %s must be one SQL statement (a string), got %r.' % (name, path, sql), **result)
     for t, cols in (p['expect_columns'] or {}).items():
         if not isinstance(cols, list) or not all(isinstance(c, str) for c in cols):
             module.fail_json(msg='expect_columns.%s for %s must be a list of column names, got %r.' % (t, path, cols), **result)

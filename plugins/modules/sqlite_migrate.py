@@ -17,24 +17,28 @@ description:
   - Each migration and its tracking row commit together or not at all (explicit C(BEGIN IMMEDIATE)/C(COMMIT) on an
     autocommit connection; statements are split with C(sqlite3.complete_statement), so trigger bodies stay whole).
     A failure names the file, the statement and SQLite's error; earlier migrations stay applied.
-  - A migration that cannot run inside a transaction (for example C(VACUUM)) declares it with a line
+  - >-
+    A migration that cannot run inside a transaction (for example C(VACUUM)) declares it with a line
     C(-- dbfix: no-transaction); its statements then run one by one and the tracking row is written after them.
     A migration must not contain its own C(BEGIN)/C(COMMIT).
   - An applied migration whose file changed since (sha256) fails the task, naming it, unless O(repair=true)
     re-records the checksums.
   - Alternatively O(command) runs the app's own migrator; output matching O(uptodate_regex) means nothing changed.
 author:
-  - bluegreen.dbfix contributors
+  - bluegreen.dbfix contributors (!UNKNOWN)
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: partial
     details:
       - With O(migrations_dir), check mode lists pending migrations and runs them inside one transaction that is rolled back,
         so a broken migration fails C(--check). Migrations marked C(no-transaction) are listed but not tried.
       - With O(command), the command is not run in check mode; the task reports no change and warns.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
   idempotent:
+    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: full
 options:
   path:

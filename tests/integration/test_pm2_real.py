@@ -283,3 +283,10 @@ def test_first_call_banner_is_handled(pm2_home):
 def test_pm2_failure_is_reported_with_command(pm2_home, tmp_path):
     r = run(base(pm2_home, name='nofile', script=str(tmp_path / 'missing.js')))
     assert r['failed'] and 'pm2 start' in r['msg'] and 'nofile' in r['msg']
+
+
+def test_ecosystem_without_that_app_fails_clearly(pm2_home, tmp_path):
+    eco = tmp_path / 'ecosystem.config.js'
+    eco.write_text("module.exports = { apps: [{ name: 'other', script: %s, args: ['PORT=%d'] }] }\n" % (json.dumps(ECHO), free_port()))
+    r = run(base(pm2_home, name='api', ecosystem=str(eco)))
+    assert r['failed'] and 'no process named api' in r['msg'] and str(eco) in r['msg']

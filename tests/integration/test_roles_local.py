@@ -22,7 +22,10 @@ import json
 import os
 import re
 import shutil
+import socket
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -55,8 +58,18 @@ def preflight(host, origin: str) -> str | None:
 
 
 def files_state(estate) -> dict:
-    """Every file of both server dirs (sha256, links as '->target'), without the fix's own leftovers."""
-    return {h.name: estate.files_of(h) for h in estate.hosts}
+    """Every file of both server dirs (sha256, links as '->target'), and each DB's committed content.
+
+    A live app's DB in WAL mode changes bytes on its own (checkpoints), so the DB
+    files and their -wal/-shm are compared by content (per-table row digests).
+    """
+    out = {}
+    for h in estate.hosts:
+        files = {k: v for k, v in estate.files_of(h).items() if not k.startswith("database.db") or k.endswith(".OLD")}
+        files["database.db (link)"] = ("->" + os.readlink(h.db_path)) if h.db_path.is_symlink() else "file"
+        files["database.db (content)"] = H.table_digest(h.db_path)
+        out[h.name] = files
+    return out
 
 
 def stopped_db_hashes(estate) -> dict[str, str]:
@@ -222,3 +235,52 @@ def test_diverged_dbs_refused_before_any_change(estate):
     # The report of the failed run says so.
     report = json.loads(sorted((estate.root / "reports").glob("*-phase2.json"))[-1].read_text())
     assert report["ok"] is False
+
+
+def squat_port_when_free(port: int, stop: threading.Event) -> threading.Thread:
+    """Bind ``port`` as soon as the app lets go of it (phase 2 stops it), so its restart fails for real."""
+    def run():
+        while not stop.is_set():
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                s.close()
+                time.sleep(0.01)
+                continue
+            s.listen(1)
+            stop.wait(600)
+            s.close()
+            return
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+def test_app_failing_after_the_switch_rolls_phase2_back(estate):
+    run = estate.playbook("phase1.yml", log_name="p1-hf")
+    assert run.rc == 0, run.tail(60)
+    blue, green = estate.host(1, "blue"), estate.host(1, "green")
+    before = files_state(estate)
+    stop = threading.Event()
+    squatter = squat_port_when_free(green.port, stop)
+    try:
+        run = estate.playbook("phase2.yml", extra_vars={"dbfix_health_timeout": 10}, log_name="p2-hf")
+    finally:
+        stop.set()
+        squatter.join(timeout=10)
+    assert run.rc != 0
+    text = run.text()
+    assert "Phase 2 failed on" in text and "Rolled back" in text
+    # Both apps are back on their own DB files, with the same content as before.
+    estate.pm2("restart", green.pm2_name)
+    estate.wait_healthy()
+    assert files_state(estate) == before
+    for h in (blue, green):
+        assert not h.db_path.is_symlink()
+        assert not Path(str(h.db_path) + ".OLD").exists()
+        assert h.health()[1]["db"] == str(h.db_path)
+    report = json.loads(sorted((estate.root / "reports").glob("*-phase2.json"))[-1].read_text())
+    assert report["ok"] is False
+    assert report["hosts"][blue.name]["phase2"]["rolled_back"]["unlinked"] is True

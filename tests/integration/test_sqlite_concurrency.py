@@ -196,3 +196,44 @@ def test_fast_and_api_copies_hold_same_content(tmp_path):
     assert dump[0] == dump[1]
     assert any('INSERT INTO "ledger" VALUES(50,' in s for s in dump[0])
     c.close()
+
+
+def test_write_lock_path_when_the_header_keeps_moving(tmp_path, monkeypatch):
+    """Force the rare path (wal-index header changed during every lock-free try) with live writers.
+
+    A writer committing between the two header reads 20 times in a row cannot be produced on demand, so the
+    header reads of the lock-free tries are made to disagree (a mock of that race only); the BEGIN IMMEDIATE
+    path that follows is real and runs against real writer processes.
+    """
+    real = S._read_shm_header
+    calls = {'n': 0}
+
+    def flaky(fd):
+        calls['n'] += 1
+        return None if calls['n'] <= 40 else real(fd)
+
+    db = str(tmp_path / 'live.db')
+    stop = str(tmp_path / 'stop')
+    make_db(db, 'wal')
+    procs = [start([WRITER, db, str(w), 'wal', stop]) for w in range(2)] + [start([CHECKPOINTER, db, stop])]
+    backups = []
+    try:
+        time.sleep(0.2)
+        for i in range(5):
+            calls['n'] = 0
+            monkeypatch.setattr(S, '_read_shm_header', flaky)
+            out = str(tmp_path / ('b%02d.db' % i))
+            info = S.snapshot_copy(db, out, 60000, verify='none')
+            assert info['method'] == 'snapshot-copy'
+            assert calls['n'] > 40  # the lock-free tries were exhausted, the write-lock path ran
+            backups.append(out)
+    finally:
+        monkeypatch.setattr(S, '_read_shm_header', real)
+        open(stop, 'w').close()
+        for p in procs:
+            p.communicate(timeout=120)
+    conn = sqlite3.connect(db)
+    final = conn.execute('SELECT seq, writer, amount, total FROM ledger ORDER BY seq').fetchall()
+    conn.close()
+    for b in backups:
+        check_backup(b, final)

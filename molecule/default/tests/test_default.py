@@ -7,7 +7,6 @@ podman backend, see molecule.yml). Tests without it look at the pair.
 
 from __future__ import annotations
 
-import json
 import os
 import posixpath
 
@@ -18,10 +17,9 @@ from dbfix_checks import (
     before,
     get_host,
     http,
-    newest_report,
     pm2_status,
-    prepared_at,
     quick_check,
+    reports_of_this_run,
     rows_missing,
     run_ok,
     sha256,
@@ -126,11 +124,11 @@ def test_cors_preflight(host, origin, allowed):
 
 
 def test_report_written_by_this_run():
-    since = prepared_at()
-    for ext in ("md", "json"):
-        path = newest_report(ext)
-        assert path, "no reports/*.%s on the controller" % ext
-        assert os.path.getmtime(path) >= since, "%s is older than this run's prepare" % path
-    with open(newest_report("json"), encoding="utf-8") as fh:
-        report = json.load(fh)
-    assert report, "empty JSON report"
+    """site.yml's report (JSON and Markdown) on the controller, for this run."""
+    reports = reports_of_this_run("site")
+    assert reports, "no reports/*-site.json from this run"
+    report = reports[0]
+    assert report["ok"] is True, report
+    assert os.path.isfile(report["_path"][: -len(".json")] + ".md")
+    for color in ("blue", "green"):
+        assert report["hosts"][color]["phase2"], "no phase 2 section for %s" % color

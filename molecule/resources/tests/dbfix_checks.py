@@ -125,11 +125,24 @@ def quick_check(host, db):
     return run_ok(host, "sqlite3 -readonly %s 'PRAGMA quick_check'" % shlex.quote(db)).strip()
 
 
-def newest_report(ext):
-    """Newest reports/*.<ext> on the controller (repo root), or None."""
+def reports_of_this_run(playbook):
+    """JSON reports (parsed, with their path) of ``playbook`` written on the
+    controller under the repo's reports/ since this scenario's prepare, for
+    this scenario's hosts (other runs, e.g. `make demo`, write there too).
+    Oldest first."""
     root = os.environ.get("MOLECULE_PROJECT_DIRECTORY") or os.getcwd()
-    files = glob.glob(os.path.join(root, "reports", "**", "*." + ext), recursive=True)
-    return max(files, key=os.path.getmtime) if files else None
+    since = prepared_at()
+    found = []
+    for path in glob.glob(os.path.join(root, "reports", "*-%s.json" % playbook)):
+        if os.path.getmtime(path) < since:
+            continue
+        with open(path, encoding="utf-8") as fh:
+            report = json.load(fh)
+        hosts = report.get("hosts", {})
+        if hosts.get("blue", {}).get("app_dir") == "/home/ubuntu/TimeTracking-BLUE" and "green" in hosts:
+            report["_path"] = path
+            found.append(report)
+    return sorted(found, key=lambda r: os.path.getmtime(r["_path"]))
 
 
 def prepared_at():

@@ -6,9 +6,7 @@ undone with the rest)."""
 
 from __future__ import annotations
 
-import os
-
-from dbfix_checks import TAURI_ORIGIN, assert_on_own_db, before, http, newest_report, pm2_status, prepared_at, sha256
+from dbfix_checks import TAURI_ORIGIN, assert_on_own_db, before, http, pm2_status, reports_of_this_run, sha256
 
 
 def test_db_byte_identical_to_before(host):
@@ -38,6 +36,8 @@ def test_cors_rolled_back(host):
     assert "access-control-allow-origin" not in resp.headers, resp
 
 
-def test_rollback_report_written():
-    path = newest_report("json")
-    assert path and os.path.getmtime(path) >= prepared_at()
+def test_rollback_reports_written():
+    """One rollback report per phase rolled back, all successful."""
+    reports = reports_of_this_run("rollback")
+    assert len(reports) >= 3, [r["_path"] for r in reports]
+    assert all(r["ok"] is True for r in reports), reports

@@ -14,7 +14,7 @@ Used by tests/integration/test_fault_injection.py, enabled with
   like an operator's machine dying), ``pm2-daemon`` (SIGKILL the pm2 daemon of
   ``$PM2_HOME``, then carry on).
 - ``DBFIX_FAULT_ACTION=squat:PORT`` with ``DBFIX_FAULT_AT_TASK`` (substring of a
-  task name) and ``DBFIX_FAULT_RELEASE_AT``: when the first task matching
+  task name, case-insensitive) and ``DBFIX_FAULT_RELEASE_AT``: when the first task matching
   AT_TASK starts, a helper process binds 127.0.0.1:PORT and listens without ever
   answering (the app's port is taken); it is stopped when a task matching
   RELEASE_AT starts, or at the end of the run.
@@ -59,8 +59,8 @@ class CallbackModule(CallbackBase):
         self._count = 0
         self._fired = False
         self._phase = ""
-        self._at_task = os.environ.get("DBFIX_FAULT_AT_TASK", "")
-        self._release_at = os.environ.get("DBFIX_FAULT_RELEASE_AT", "")
+        self._at_task = os.environ.get("DBFIX_FAULT_AT_TASK", "").lower()
+        self._release_at = os.environ.get("DBFIX_FAULT_RELEASE_AT", "").lower()
         self._squatter = None
 
     def _fire(self):
@@ -105,10 +105,11 @@ class CallbackModule(CallbackBase):
 
     def _start(self, task):
         name = task.get_name()
+        lname = name.lower()
         if self._action.startswith("squat:"):
-            if self._squatter is not None and self._release_at and self._release_at in name:
+            if self._squatter is not None and self._release_at and self._release_at in lname:
                 self._release()
-            elif not self._fired and self._at_task and self._at_task in name:
+            elif not self._fired and self._at_task and self._at_task in lname:
                 self._fired = True
                 self._squat(self._action.split(":", 1)[1])
         else:

@@ -427,3 +427,31 @@ def test_restore_into_missing_path_creates_it(tmp_path):
     src = make_db(str(tmp_path / 'b.db'))
     r = run({'path': str(tmp_path / 'new.db'), 'src': src, 'state': 'restored'})
     assert r['changed'] and r['aside_file'] is None and rows(str(tmp_path / 'new.db')) == rows(src)
+
+
+def test_skip_unchanged_still_applies_a_lowered_keep(tmp_path):
+    db = make_db(str(tmp_path / 'database.db'))
+    for i in range(3):
+        c = sqlite3.connect(db)
+        c.execute("INSERT INTO users(email) VALUES ('n%d')" % i)
+        c.commit()
+        c.close()
+        run({'path': db, 'skip_unchanged': True, 'timestamp': '2025010%d_000000' % (i + 1)})
+    args = {'path': db, 'skip_unchanged': True, 'keep': 1, 'timestamp': '20250109_000000'}
+    before = tree(tmp_path)
+    chk = run(args, check=True)
+    assert chk['changed'] is True and len(chk['pruned']) == 2 and tree(tmp_path) == before
+    r = run(args)
+    assert r['changed'] is True and r['backup_file'].endswith('20250103_000000') and len(r['pruned']) == 2
+    assert sorted(f for f in os.listdir(tmp_path) if '.backup.' in f) == ['database.db.backup.20250103_000000']
+    assert run(args)['changed'] is False
+
+
+def test_query_option_types_are_checked(tmp_path):
+    from ansible_collections.bluegreen.dbfix.plugins.modules import sqlite_info
+    db = make_db(str(tmp_path / 'database.db'))
+    out = io.StringIO()
+    with patch_module_args({'path': db, 'queries': {'n': ['SELECT 1']}}), contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        sqlite_info.main()
+    r = json.loads(out.getvalue())
+    assert r['failed'] and 'queries.n' in r['msg'] and db in r['msg']
