@@ -4,6 +4,11 @@
 # Skipped when node_modules already matches the lock file.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
+# better-sqlite3 compiles against the Node headers; node-gyp would otherwise try
+# to download them from a host these machines cannot reach.
+if [ -z "${npm_config_nodedir:-}" ] && [ -f /usr/include/node/node.h ]; then
+  export npm_config_nodedir=/usr
+fi
 for dir in tests/tools tests/app; do
   d="$here/$dir"
   [ -f "$d/package.json" ] || continue
