@@ -139,13 +139,13 @@ def _module(src, dst, verify):
         json.dump({'ANSIBLE_MODULE_ARGS': {'path': src, 'dest': dst, 'verify': verify, 'busy_timeout': 600000}}, f)
     env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, '.collections'))
     try:
-        out = subprocess.run([sys.executable, MODULE, f.name], check=True, capture_output=True, text=True, env=env,
+        out = subprocess.run([sys.executable, MODULE, f.name], check=False, capture_output=True, text=True, env=env,
                              timeout=TIMEOUT[0]).stdout
     finally:
         os.unlink(f.name)
     res = json.loads(out)
     if res.get('failed'):
-        raise RuntimeError(res.get('msg'))
+        raise subprocess.CalledProcessError(1, MODULE, output=res.get('msg'))
     return res
 
 

@@ -11,7 +11,9 @@ def test_phase2_failed_and_said_why():
     run = phase2_run()
     assert run["rc"] != 0
     out = run["stdout"] + run["stderr"]
-    # The refusal lists tables and row counts of both DBs.
+    # Refused for the right reason (rows would be lost, not a crash), listing
+    # tables and row counts of both DBs.
+    assert "lose" in out.lower(), out[-3000:]
     assert "time_entries" in out, out[-3000:]
 
 
