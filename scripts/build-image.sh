@@ -129,7 +129,7 @@ podman image tag "$final_tag" localhost/dbfix-node:latest
 # image a container still uses is kept).
 podman images --format '{{.Repository}}:{{.Tag}}' | grep '^localhost/dbfix-node:' \
     | grep -v -e ":latest$" -e "^$final_tag$" | while read -r old; do
-        podman image rm "$old" >/dev/null 2>&1 && log "removed old image $old" || true
+        if podman image rm "$old" >/dev/null 2>&1; then log "removed old image $old"; fi
     done
 log "built $final_tag in $(($(date +%s) - t0)) s"
 echo "$final_tag" >"$CACHE/dbfix-image.tag"

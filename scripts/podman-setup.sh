@@ -129,12 +129,12 @@ if [[ -f "$COLL_DIR/ansible_collections/containers/podman/MANIFEST.json" ]]; the
     log "containers.podman already in $COLL_DIR"
 else
     mkdir -p "$WHEEL_DIR" "$COLL_DIR"
-    wheel=$(ls "$WHEEL_DIR"/ansible-"$ANSIBLE_WHEEL_VERSION"-*.whl 2>/dev/null | head -n1 || true)
+    wheel=$(find "$WHEEL_DIR" -maxdepth 1 -name "ansible-$ANSIBLE_WHEEL_VERSION-*.whl" | head -n1)
     if [[ -z "$wheel" ]]; then
         log "downloading ansible==$ANSIBLE_WHEEL_VERSION wheel (for containers.podman only)"
         "$VENV/bin/python" -m pip download -q --no-deps --only-binary=:all: \
             -d "$WHEEL_DIR" "ansible==$ANSIBLE_WHEEL_VERSION"
-        wheel=$(ls "$WHEEL_DIR"/ansible-"$ANSIBLE_WHEEL_VERSION"-*.whl | head -n1)
+        wheel=$(find "$WHEEL_DIR" -maxdepth 1 -name "ansible-$ANSIBLE_WHEEL_VERSION-*.whl" | head -n1)
     fi
     "$VENV/bin/python" - "$wheel" "$COLL_DIR" <<'PY'
 import sys

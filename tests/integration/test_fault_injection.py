@@ -385,17 +385,26 @@ def test_app_failing_to_start_after_switch_rolls_back(fx, tmp_path):
 
 
 def test_pm2_daemon_killed_mid_phase2_converges_on_rerun(fx):
-    """SIGKILL pm2's daemon (its apps die with it) halfway through phase 2; rerunning site.yml converges."""
+    """SIGKILL pm2's daemon (its apps die with it) halfway through phase 2; rerunning site.yml converges.
+
+    What happens for real: pm2's apps exit with their daemon, the next pm2 call
+    starts an empty daemon, so the roles must be able to start an app pm2 no
+    longer knows (pm2_service ``script``/``cwd``). Two pm2 CLIs started at the
+    same moment with no daemon (the two colors' tasks run in parallel) race to
+    spawn one and one of them can hang for good: reproduced with two concurrent
+    ``pm2 jlist`` and no Ansible at all. The harness kills a run that hangs
+    (300 s) and the test then fails with the log tail.
+    """
     estate, pre, points = fx["estate"], fx["pre"], fx["p2_points"]
     H.restore(estate, "pre_phase2")
     k = next((i for i, p in enumerate(points, 1) if "quiesce" in p["name"].lower()), len(points) // 2)
     daemon = estate.pm2_daemon_pid()
     run = estate.playbook("phase2.yml", extra_vars=FAST, env=fault_env("phase2", k - 1, action="pm2-daemon"), log_name="phase2-pm2kill",
-                          timeout=600)
+                          timeout=300)
     assert daemon is not None
     with pytest.raises(ProcessLookupError):
         os.kill(daemon, 0)
-    rec = estate.playbook("site.yml", extra_vars=FAST, log_name="phase2-pm2kill-site", timeout=600)
+    rec = estate.playbook("site.yml", extra_vars=FAST, log_name="phase2-pm2kill-site", timeout=300)
     errs = check_converged(estate, pre, None)
     assert rec.rc == 0, f"site.yml rerun after the pm2 daemon died (first run rc={run.rc}) failed:\n{rec.tail(25)}"
     assert not errs, errs

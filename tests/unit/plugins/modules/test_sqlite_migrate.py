@@ -165,7 +165,8 @@ def test_single_broken_migration_leaves_file_identical(env):
     write(mig, '001_broken.sql', 'CREATE TABLE half(x);\nINSERT INTO half VALUES (1, 2);\n')
     before = tree(os.path.dirname(dbp))
     r = run({'path': dbp, 'migrations_dir': str(mig)})
-    assert r['failed'] and '001_broken.sql' in r['msg'] and 'INSERT INTO half VALUES (1, 2);' in r['msg'] and 'has 1 columns but 2 values were supplied' in r['msg']
+    assert r['failed'] and '001_broken.sql' in r['msg'] and 'INSERT INTO half VALUES (1, 2);' in r['msg']
+    assert 'has 1 columns but 2 values were supplied' in r['msg']
     assert r['applied'] == [] and r['current_version'] is None
     assert tree(os.path.dirname(dbp)) == before
 
