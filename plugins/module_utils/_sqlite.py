@@ -328,6 +328,8 @@ class Snapshot:
         self.wal_frame = {}   # page number -> newest frame index <= mxFrame
         self.allow_fast = allow_fast
         self._fds = []
+        self._maps = []
+        self._src = None
 
     # -- opening
     def open(self):
@@ -451,13 +453,14 @@ class Snapshot:
         self.wal_frame = frames
         self.wal_pages = sorted(frames)
 
+    def _src_fd(self):
+        if self._src is None:
+            self._src = os.open(self.real, os.O_RDONLY)
+            self._fds.append(self._src)
+        return self._src
+
     def close(self):
-        for fd in self._fds:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self._fds = []
+        # the connection first (SQLite releases its locks itself), then our own descriptors
         if self.conn is not None:
             try:
                 if self.conn.in_transaction:
@@ -466,6 +469,16 @@ class Snapshot:
                 pass
             self.conn.close()
             self.conn = None
+        for mm in self._maps:
+            mm.close()
+        self._maps = []
+        for fd in self._fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._fds = []
+        self._src = None
 
     def __enter__(self):
         return self.open()
@@ -508,7 +521,10 @@ class Snapshot:
         total = self.image_size()
         h = hashlib.sha256()
         errors = []
-        src = os.open(self.real, os.O_RDONLY)
+        # POSIX locks belong to the process: closing ANY descriptor of the database file (an mmap's private dup
+        # included) drops SQLite's SHARED lock, and a rollback-journal writer could then change the file under the
+        # copy. So every descriptor we open on it stays open until close(), after the connection is closed.
+        src = self._src_fd()
 
         def hasher():
             try:
@@ -516,18 +532,15 @@ class Snapshot:
             except BaseException as e:  # re-raised in the calling thread
                 errors.append(e)
 
-        try:
-            if dst_fd is None:
-                hasher()
-            else:
-                t = threading.Thread(target=hasher)
-                t.start()
-                try:
-                    self._copy(src, dst_fd, total)
-                finally:
-                    t.join()
-        finally:
-            os.close(src)
+        if dst_fd is None:
+            hasher()
+        else:
+            t = threading.Thread(target=hasher)
+            t.start()
+            try:
+                self._copy(src, dst_fd, total)
+            finally:
+                t.join()
         if errors:
             raise errors[0]
         return h.hexdigest()
@@ -539,8 +552,9 @@ class Snapshot:
         if on_disk > 0:
             flags = mmap.MAP_SHARED | getattr(mmap, 'MAP_POPULATE', 0)
             mm = mmap.mmap(src, on_disk, flags=flags, prot=mmap.PROT_READ)
+            self._maps.append(mm)  # closed in close(): see stream()
+        view = memoryview(mm) if mm is not None else memoryview(b'')
         try:
-            view = memoryview(mm) if mm is not None else memoryview(b'')
             buf = bytearray(chunk)
             psz = self.page_size
             pos = 0
@@ -563,10 +577,8 @@ class Snapshot:
                     h.update(mv)
                     del mv
                 pos = end
-            view.release()
         finally:
-            if mm is not None:
-                mm.close()
+            view.release()
 
     def _copy(self, src, dst, total):
         pos = 0
