@@ -626,6 +626,27 @@ def slowest_tasks(timing: dict, n: int = 10) -> list[dict]:
              "seconds": round(t["end"] - t["start"], 2)} for t in tasks[:n]]
 
 
+def by_action(timing: dict) -> list[dict]:
+    """Where the wall time goes by module: [{action, tasks, seconds, median_s}], biggest first."""
+    groups: dict[str, list[float]] = {}
+    for t in timing["tasks"]:
+        if t["end"] is not None:
+            groups.setdefault(t["action"].rsplit(".", maxsplit=1)[-1], []).append(t["end"] - t["start"])
+    out = [{"action": a, "tasks": len(v), "seconds": round(sum(v), 2), "median_s": round(sorted(v)[len(v) // 2], 2)}
+           for a, v in groups.items()]
+    return sorted(out, key=lambda r: r["seconds"], reverse=True)
+
+
+def pm2_cli_seconds(estate: Estate, n: int = 5) -> float:
+    """Median wall time of one `pm2 jlist` against a running daemon: the floor of every pm2 call a module makes."""
+    times = []
+    for _ in range(n):
+        t0 = time.monotonic()
+        estate.pm2("jlist")
+        times.append(time.monotonic() - t0)
+    return round(sorted(times)[n // 2], 3)
+
+
 def tasks_in_window(timing: dict, start_wall: float, end_wall: float) -> list[dict]:
     """Tasks overlapping [start_wall, end_wall] with the seconds of each inside that window."""
     out = []
