@@ -640,7 +640,7 @@ def by_action(timing: dict) -> list[dict]:
 def pm2_cli_seconds(estate: Estate, n: int = 5) -> float:
     """Median wall time of one `pm2 jlist` against a running daemon: the floor of every pm2 call a module makes."""
     times = []
-    for _ in range(n):
+    for _attempt in range(n):
         t0 = time.monotonic()
         estate.pm2("jlist")
         times.append(time.monotonic() - t0)

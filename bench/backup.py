@@ -312,7 +312,7 @@ def write_doc(section):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
     ap.add_argument('--size-mb', type=int, default=1024)
     ap.add_argument('--runs', type=int, default=5)
     ap.add_argument('--live-runs', type=int, default=3)

@@ -108,7 +108,7 @@ def estate(roles_estate):
 
 def test_site_converges_and_second_run_changes_nothing(estate):
     blue, green = estate.host(1, "blue"), estate.host(1, "green")
-    status, _ = H.http_request(green.port, "GET", "/api/users/me")
+    status, _body = H.http_request(green.port, "GET", "/api/users/me")
     assert status == 500, "the estate should show the incident before the fix"
 
     first = estate.playbook("site.yml", log_name="site-1")

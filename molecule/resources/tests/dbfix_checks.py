@@ -61,12 +61,12 @@ def http(host, method, port, path, *, headers=None, data=None):
         cmd += ["-H", "Content-Type: application/json", "--data-binary", json.dumps(data)]
     cmd.append("http://127.0.0.1:%d%s" % (int(port), path))
     out = run_ok(host, " ".join(shlex.quote(c) for c in cmd))
-    head, _, body = out.replace("\r\n", "\n").partition("\n\n")
+    head, _sep, body = out.replace("\r\n", "\n").partition("\n\n")
     lines = head.split("\n")
     status = int(lines[0].split()[1])
     hdrs = {}
     for line in lines[1:]:
-        name, _, value = line.partition(":")
+        name, _sep, value = line.partition(":")
         hdrs[name.strip().lower()] = value.strip()
     return Response(status, hdrs, body)
 

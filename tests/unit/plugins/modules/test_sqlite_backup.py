@@ -149,7 +149,7 @@ def test_skip_unchanged_is_idempotent_until_the_data_changes(tmp_path):
     db = make_db(str(tmp_path / 'database.db'), 'wal')
     first = run({'path': db, 'skip_unchanged': True, 'timestamp': '20250101_000000'})
     assert first['changed'] is True
-    before = tree(tmp_path / 'x') if False else sorted(os.listdir(tmp_path))
+    before = sorted(os.listdir(tmp_path))
     again = run({'path': db, 'skip_unchanged': True, 'timestamp': '20250101_000001'}, check=True)
     assert again['changed'] is False and again['backup_file'] == first['backup_file']
     again = run({'path': db, 'skip_unchanged': True, 'timestamp': '20250101_000001'})
