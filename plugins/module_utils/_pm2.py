@@ -155,3 +155,31 @@ def tail(path, max_lines=20, max_bytes=4096):
         lines = lines[1:]   # first line is probably cut
     lines = lines[-max_lines:]
     return '\n'.join(lines) if lines else '(%s is empty)' % path
+
+
+def spawn_lock(home):
+    """Serialise pm2 calls that may have to spawn the daemon for ``home``.
+
+    When no daemon runs, every pm2 command spawns one; two commands at once
+    (two colors on one machine, Ansible forks) race, and one of them can hang
+    for ever waiting on a daemon that the other replaced. Callers hold this
+    lock around a pm2 call made while no daemon is up. Returns a file
+    descriptor to close, or None where no lock could be taken (the call then
+    goes ahead unserialised, as plain pm2 would).
+    """
+    import fcntl
+    import hashlib
+    import tempfile
+
+    digest = hashlib.sha256(os.path.abspath(home).encode('utf-8')).hexdigest()[:16]
+    path = os.path.join(tempfile.gettempdir(), '.dbfix-pm2-spawn-%s.lock' % digest)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd

@@ -300,7 +300,12 @@ class Pm2Service:
             env.update(self.env)
         if record:
             self.commands.append(' '.join(['pm2', *list(args)]))
-        rc, out, err = self.module.run_command([self.pm2, *list(args)], environ_update=env, cwd=cwd)
+        lock = None if _pm2.daemon_running(self.home) else _pm2.spawn_lock(self.home)
+        try:
+            rc, out, err = self.module.run_command([self.pm2, *list(args)], environ_update=env, cwd=cwd)
+        finally:
+            if lock is not None:
+                os.close(lock)
         if rc != 0:
             detail = _pm2.strip_ansi((err or '') + (out or '')).strip()[-1500:]
             hint = '; pm2 runs on Node.js: is node installed and on PATH?' if rc == 127 else ''
