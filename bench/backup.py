@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Benchmark 1 (issue 6): backing up a ~1 GB SQLite database.
 
