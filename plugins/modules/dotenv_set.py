@@ -233,6 +233,13 @@ def run(module):
             module.fail_json(msg='%s: cannot read %s: %s' % (path, target, to_native(e)))
     else:
         old_bytes = b''
+    # A NUL byte means this is not a text file (a DB or a binary given by
+    # mistake as path); editing it "successfully" would hide that mistake.
+    nul = old_bytes.find(b'\0')
+    if nul >= 0:
+        module.fail_json(msg='%s: this is not a .env file: it holds binary data (a NUL byte at offset %d). dotenv reads '
+                             'text files of KEY=value lines; check that path points at the app\'s .env. The file was left '
+                             'unchanged.' % (target, nul), keys=[])
     old_text = old_bytes.decode('utf-8', 'surrogateescape')
 
     try:

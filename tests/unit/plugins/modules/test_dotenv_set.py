@@ -169,3 +169,18 @@ def test_unwritable_directory_fails_and_leaves_file(envfile, monkeypatch):
     r = run({'path': str(envfile), 'key': 'KEY', 'value': 'some-value'})
     assert r['failed'] and 'cannot create a temporary file' in r['msg'] and str(envfile) in r['msg']
     assert envfile.read_bytes() == BASE
+
+
+def test_binary_file_refused_byte_identical(tmp_path):
+    p = tmp_path / '.env'
+    blob = b'SQLite format 3\x00' + bytes(range(256)) * 4   # e.g. the DB given as path by mistake
+    p.write_bytes(blob)
+    os.chmod(p, 0o600)
+    st = os.stat(p)
+    # a value that cannot occur in the message: no_log masks every occurrence of it
+    r = run({'path': str(p), 'key': 'A', 'value': 'zz-unique-value'})
+    assert r['failed']
+    assert 'not a .env file' in r['msg'] and 'NUL byte at offset 15' in r['msg'] and str(p) in r['msg']
+    assert p.read_bytes() == blob
+    assert os.stat(p).st_mode == st.st_mode and os.stat(p).st_mtime_ns == st.st_mtime_ns
+    assert sorted(os.listdir(tmp_path)) == ['.env']                 # no temp or backup file left

@@ -222,6 +222,8 @@ BAD_CASES = {
     'empty': (lambda d: (d / 'empty.db').write_bytes(b'') or str(d / 'empty.db'), 'is empty (0 bytes)'),
     'dangling_link': (lambda d: os.symlink(str(d / 'gone.db'), str(d / 'link.db')) or str(d / 'link.db'), 'dangling'),
     'corrupt': (lambda d: (make_db(str(d / 'c.db'), rows=3000), corrupt(str(d / 'c.db')))[0], 'failed quick_check'),
+    'symlink_loop': (lambda d: (os.symlink(str(d / 'loop2.db'), str(d / 'loop1.db')), os.symlink(str(d / 'loop1.db'), str(d / 'loop2.db')))
+                     and str(d / 'loop1.db'), 'looping link'),
 }
 
 
