@@ -32,6 +32,10 @@ class JlistError(Exception):
     pass
 
 
+# Seconds one pm2 CLI call may take (it normally takes well under 2 s).
+CALL_TIMEOUT = 90
+
+
 def strip_ansi(text):
     return ANSI_RE.sub('', text or '')
 

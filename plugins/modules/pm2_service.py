@@ -276,6 +276,7 @@ class Pm2Service:
         self.acted = False   # a failure after pm2 changed something still reports changed
         self.warnings = []
         self.pm2 = self._find_pm2()
+        self.timeout_bin = module.get_bin_path('timeout')
         self.base_env = {'PM2_HOME': p['pm2_home']} if p['pm2_home'] else {}
         self.home = _pm2.pm2_home(p['pm2_home'])
 
@@ -300,12 +301,21 @@ class Pm2Service:
             env.update(self.env)
         if record:
             self.commands.append(' '.join(['pm2', *list(args)]))
+        cmd = [self.pm2, *list(args)]
+        if self.timeout_bin:
+            # A pm2 CLI call can block for ever (a daemon that hangs, or two
+            # daemons spawned at once); bound it so a run fails instead of hanging.
+            cmd = [self.timeout_bin, '--kill-after=10', str(_pm2.CALL_TIMEOUT), *cmd]
         lock = None if _pm2.daemon_running(self.home) else _pm2.spawn_lock(self.home)
         try:
-            rc, out, err = self.module.run_command([self.pm2, *list(args)], environ_update=env, cwd=cwd)
+            rc, out, err = self.module.run_command(cmd, environ_update=env, cwd=cwd)
         finally:
             if lock is not None:
                 os.close(lock)
+        if self.timeout_bin and rc in (124, 137):
+            self.fail('pm2 %s for process %s did not answer within %d s (PM2_HOME=%s): its daemon may be hung. Check with '
+                      '`PM2_HOME=%s pm2 ping`; if it does not answer, `pm2 kill` and run again (the apps are started from '
+                      'script/cwd or the ecosystem file).' % (' '.join(args), self.name, _pm2.CALL_TIMEOUT, self.home, self.home))
         if rc != 0:
             detail = _pm2.strip_ansi((err or '') + (out or '')).strip()[-1500:]
             hint = '; pm2 runs on Node.js: is node installed and on PATH?' if rc == 127 else ''
