@@ -39,9 +39,17 @@ committed state (a snapshot) for as long as it is held.
   missing) falls back to the ``Connection.backup`` API, which is slower but
   equally consistent.
 
-The copy is streamed through user space in large chunks, hashed (sha256) by a
-second thread while the next chunk is written, into a temporary file in the
-destination folder, fsync'ed and renamed (see :class:`AtomicFile`).
+How it stays fast
+-----------------
+The bulk copy runs in the kernel (``copy_file_range``, as ``cp`` does) into a
+temporary file in the destination folder, which is fsync'ed and renamed (see
+:class:`AtomicFile`). ``cp`` + ``fsync`` first dirties the whole copy in the page
+cache and only then waits for the disk; :class:`_Flusher` writes the copy back
+*while* it is being made, so the final fsync only waits for the tail (measured on
+1 GB: 0.36-0.40 s against 0.56-0.70 s for cp + fsync, see docs/benchmarks.md).
+When a checksum is wanted, a second thread hashes (sha256) the same snapshot image
+from the page cache in parallel; sha256 runs at ~1.5 GB/s here, so on its own it
+is slower than the copy, and ``verify: none`` skips it unless asked for.
 """
 
 from __future__ import annotations
@@ -64,6 +72,9 @@ except ImportError:  # pragma: no cover - Python 2 is not supported
 
 SQLITE_MAGIC = b'SQLite format 3\x00'
 CHUNK = 8 * 1024 * 1024
+# copy_file_range step: small enough that the flusher finds dirty pages to write early, large enough that the
+# per-call cost does not matter (64 MiB measured as fast as one 1 GiB call, and it lets writeback start sooner)
+COPY_STEP = 64 * 1024 * 1024
 WAL_HEADER = 32
 WAL_FRAME_HEADER = 24
 BACKUP_RE_TEMPLATE = r'^%s\.backup\.(\d{8}_\d{6})$'
@@ -508,8 +519,8 @@ class Snapshot:
             if n != psz:
                 raise _Fallback()
 
-    def stream(self, dst_fd=None, chunk=CHUNK):
-        """Copy the snapshot image into ``dst_fd`` (if given) and return its sha256 hex.
+    def stream(self, dst_fd=None, chunk=CHUNK, checksum=True):
+        """Copy the snapshot image into ``dst_fd`` (if given) and return its sha256 hex (None if not ``checksum``).
 
         The bulk copy runs in the kernel (``copy_file_range``, as ``cp`` does) while a second thread reads the
         same bytes, overlays the same WAL pages and hashes them. Both see identical content: pages that are not
@@ -534,6 +545,9 @@ class Snapshot:
 
         if dst_fd is None:
             hasher()
+        elif not checksum:
+            self._copy(src, dst_fd, total)
+            return None
         else:
             t = threading.Thread(target=hasher)
             t.start()
@@ -581,12 +595,16 @@ class Snapshot:
             view.release()
 
     def _copy(self, src, dst, total):
+        with _Flusher(dst):
+            self._copy_image(src, dst, total)
+
+    def _copy_image(self, src, dst, total):
         pos = 0
         use_cfr = hasattr(os, 'copy_file_range')
         while pos < total:
             if use_cfr:
                 try:
-                    n = os.copy_file_range(src, dst, min(total - pos, 1 << 30), pos, pos)
+                    n = os.copy_file_range(src, dst, min(total - pos, COPY_STEP), pos, pos)
                 except OSError as e:
                     if e.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EPERM):
                         raise
@@ -611,6 +629,42 @@ class Snapshot:
         os.ftruncate(dst, total)
 
 
+class _Flusher:
+    """Write a file back to disk while another thread is still filling it.
+
+    A thread calls ``fdatasync`` in a loop until the copy is done, so the disk works while the copy runs instead
+    of after it (the caller's final fsync then only waits for the tail). ``fdatasync`` and ``copy_file_range``
+    both release the GIL. An error of the flusher (EIO, ENOSPC at writeback) is re-raised when the copy ends:
+    Linux reports a writeback error once per open file, so an error swallowed here would never reach the
+    final fsync and a damaged backup would be renamed into place.
+    """
+
+    def __init__(self, fd):
+        self.fd = fd
+        self.done = threading.Event()
+        self.error = None
+        self.thread = threading.Thread(target=self._run, name='dbfix-flusher', daemon=True)
+
+    def _run(self):
+        try:
+            while not self.done.is_set():
+                os.fdatasync(self.fd)
+                self.done.wait(0.005)
+        except OSError as e:
+            self.error = e
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.done.set()
+        self.thread.join()
+        if exc_type is None and self.error is not None:
+            raise self.error
+        return False
+
+
 def _backup_api_copy(snap, tmp_path):
     """Fallback: SQLite's online backup API from the pinned connection."""
     dst = sqlite3.connect(tmp_path, isolation_level=None)
@@ -621,8 +675,10 @@ def _backup_api_copy(snap, tmp_path):
 
 
 def snapshot_copy(path, dest_file=None, busy_timeout_ms=5000, *, mode=None, uid=None, gid=None, verify='quick',
-                  allow_fast=True, before_commit=None):
+                  allow_fast=True, before_commit=None, checksum=True):
     """Copy a consistent snapshot of ``path``; return a result dict.
+
+    ``checksum`` False: ``sha256`` is None and nothing is hashed (the copy then costs what ``cp`` costs).
 
     ``dest_file`` None: nothing is written; only the snapshot's sha256/size are
     computed (check mode, skip_unchanged). ``before_commit(info)`` may return
@@ -646,12 +702,12 @@ def snapshot_copy(path, dest_file=None, busy_timeout_ms=5000, *, mode=None, uid=
         out = AtomicFile(dest_file)
         try:
             try:
-                info['sha256'] = snap.stream(out.fd)
+                info['sha256'] = snap.stream(out.fd, checksum=checksum)
                 info['method'] = 'snapshot-copy'
             except _Fallback:
                 os.ftruncate(out.fd, 0)
                 _backup_api_copy(snap, out.tmp)
-                info['sha256'] = sha256_file(out.tmp)
+                info['sha256'] = sha256_file(out.tmp) if checksum else None
                 info['method'] = 'backup-api'
         except sqlite3.DatabaseError as e:
             if is_locked_error(e):

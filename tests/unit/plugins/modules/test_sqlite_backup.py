@@ -94,6 +94,46 @@ def test_backup_is_complete_verified_and_named_like_the_seed(tmp_path):
     assert not [f for f in os.listdir(tmp_path) if f.endswith('.tmp')]
 
 
+def test_verify_none_skips_the_checksum_unless_asked(tmp_path):
+    """verify=none reads nothing back and hashes nothing (sha256 null); checksum=true brings the sha256 back."""
+    db = make_db(str(tmp_path / 'database.db'), mode='wal', rows=5000)
+    r = run({'path': db, 'dest': str(tmp_path / 'none.db'), 'verify': 'none'})
+    assert r['changed'] is True and r['integrity'] is None and r['sha256'] is None
+    assert r['size'] == os.path.getsize(r['backup_file'])
+    assert rows(r['backup_file']) == rows(db)
+    r = run({'path': db, 'dest': str(tmp_path / 'sum.db'), 'verify': 'none', 'checksum': True})
+    assert r['integrity'] is None and r['sha256'] == sha(r['backup_file']) == sha(str(tmp_path / 'none.db'))
+    r = run({'path': db, 'dest': str(tmp_path / 'quick.db'), 'checksum': False})
+    assert r['integrity'] == 'ok' and r['sha256'] is None
+
+
+def test_verify_none_with_skip_unchanged_still_compares(tmp_path):
+    """skip_unchanged needs a checksum to compare with the newest backup, whatever verify says."""
+    db = make_db(str(tmp_path / 'database.db'))
+    first = run({'path': db, 'timestamp': '20260101_000000', 'verify': 'none', 'skip_unchanged': True})
+    assert first['changed'] is True
+    second = run({'path': db, 'timestamp': TS, 'verify': 'none', 'skip_unchanged': True})
+    assert second['changed'] is False and second['backup_file'] == first['backup_file']
+    assert second['sha256'] == sha(first['backup_file'])
+
+
+def test_writeback_error_of_the_flusher_fails_the_backup(tmp_path, monkeypatch):
+    """An EIO at writeback cannot be produced on this machine (no faulty block device), so fdatasync is made to
+    fail: the flusher's error must fail the backup and leave no file, because Linux reports a writeback error
+    only once per open file and the final fsync would not see it again."""
+    from ansible_collections.bluegreen.dbfix.plugins.module_utils import _sqlite as S
+    db = make_db(str(tmp_path / 'database.db'), rows=20000)
+    before = tree(tmp_path)
+
+    def eio(fd):
+        raise OSError(5, 'Input/output error')
+
+    monkeypatch.setattr(S.os, 'fdatasync', eio)
+    r = run({'path': db, 'timestamp': TS, 'verify': 'none'})
+    assert r['failed'] and 'Input/output error' in r['msg'] and db in r['msg'] and 'No partial file' in r['msg']
+    assert tree(tmp_path) == before
+
+
 def test_default_timestamp_is_now(tmp_path):
     db = make_db(str(tmp_path / 'd.db'))
     r = run({'path': db})
