@@ -46,7 +46,7 @@ molecule: setup
 	@bash scripts/test-molecule.sh
 
 bench-backup: setup
-	@.venv/bin/python bench/backup.py --runs 3 --live-runs 2 --live-timeout 30
+	@.venv/bin/python bench/backup.py --runs 5 --live-runs 2 --live-timeout 30
 
 bench-fix: setup
 	@.venv/bin/python bench/whole_fix.py
