@@ -11,6 +11,8 @@
   apps still serving.
 * The app failing to start after the switch (its port taken by another
   process): phase 2 rolls back by itself.
+* A full disk (a real tmpfs filled to its last block) where phase 2 writes its
+  backups: clear failure before any switch, no partial file, nothing changed.
 * pm2's daemon SIGKILLed in the middle of phase 2: a rerun converges.
 
 The kill is exact: the test callback ``callback_plugins/dbfix_fault.py`` SIGKILLs
@@ -341,6 +343,45 @@ def test_locked_db_during_phase2_fails_clearly_and_changes_nothing(fx):
     for h in estate.hosts:
         status, body = h.health()
         assert status == 200 and body["db"] == str(h.db_path), f"{h.name} not back on its own DB: {status} {body}"
+
+
+# --------------------------------------------------------------------------- full disk during a backup
+
+
+def test_full_disk_during_phase2_backup_fails_clearly_and_changes_nothing(fx, tmp_path):
+    """Phase 2's backups go to a real tmpfs filled to its last block: the run fails naming the folder and the
+    full disk before anything is switched, no partial backup is left, DBs and .env are as before and both apps
+    keep serving their own DBs."""
+    estate = fx["estate"]
+    H.restore(estate, "pre_phase2")
+    full = tmp_path / "full"
+    full.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(full)], capture_output=True, check=False).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        fd = os.open(full / "filler", os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            while True:
+                os.write(fd, b"\0" * 4096)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        before = app_files(estate)
+        run = estate.playbook("phase2.yml", extra_vars={**FAST, "dbfix_phase2_backup_dir": str(full)}, log_name="phase2-diskfull")
+        out = run.text()
+        after = app_files(estate)
+        left = sorted(os.listdir(full))
+    finally:
+        subprocess.run(["umount", "-l", str(full)], check=True)
+    assert run.rc != 0, "phase 2 went on although its backups could not be written"
+    assert "No space left on device" in out and str(full) in out, f"the failure does not name the full folder:\n{run.tail()}"
+    assert left == ["filler"], f"a partial backup was left on the full disk: {left}"
+    assert after == before, f"files changed although phase 2 failed: {before} -> {after}"
+    estate.wait_healthy(timeout=30)
+    for h in estate.hosts:
+        status, body = h.health()
+        assert status == 200 and body["db"] == str(h.db_path), f"{h.name} not on its own DB: {status} {body}"
 
 
 # --------------------------------------------------------------------------- app failing after the switch
