@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 
-class ModuleDocFragment(object):
+class ModuleDocFragment:
     """The meaning of each attribute, written once (as community.general's ``attributes`` fragment does).
 
     A module lists ``bluegreen.dbfix.attributes`` under ``extends_documentation_fragment`` and then only states
@@ -35,4 +35,12 @@ attributes:
     description: Target OS/families that can be operated against.
     support: N/A
     platforms: posix
+'''
+
+    # A module whose writes go through Ansible's own atomic_move (temp file in the target's folder, then rename).
+    FILES = r'''
+options: {}
+attributes:
+  safe_file_operations:
+    description: Uses Ansible's strict file operation functions to ensure proper permissions and avoid data corruption.
 '''

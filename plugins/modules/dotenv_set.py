@@ -86,19 +86,22 @@ options:
     default: false
 extends_documentation_fragment:
   - ansible.builtin.files
+  - bluegreen.dbfix.attributes
+  - bluegreen.dbfix.attributes.FILES
+  - bluegreen.dbfix.attributes.POSIX
 attributes:
   check_mode:
     support: full
-    description: Reports what would change without writing anything.
+    details: Reports what would change without writing anything.
   diff_mode:
     support: full
-    description: Shows the file before and after, with values masked unless O(show_values=true).
+    details: Shows the file before and after, with values masked unless O(show_values=true).
   idempotent:
     support: full
-    description: A second run with the same arguments changes no byte.
+    details: A second run with the same arguments changes no byte.
   safe_file_operations:
     support: full
-    description: Writes a temporary file in the target's directory and renames it over the target.
+    details: Writes a temporary file in the target's directory and renames it over the target.
 notes:
   - Only the last definition of a key counts for dotenv, and dotenv never overrides a variable that is already in the
     process environment. If the process manager (for example pm2) stores the variable in the process's environment,

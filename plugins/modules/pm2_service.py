@@ -124,16 +124,19 @@ options:
         that file readable by its owner only.
     type: bool
     default: false
+extends_documentation_fragment:
+  - bluegreen.dbfix.attributes
+  - bluegreen.dbfix.attributes.POSIX
 attributes:
   check_mode:
     support: full
-    description: Reports the action that would be taken; nothing is started, stopped or saved.
+    details: Reports the action that would be taken; nothing is started, stopped or saved.
   diff_mode:
     support: none
-    description: Process state is not a file; use the returned facts instead.
+    details: Process state is not a file; use the returned facts instead.
   idempotent:
     support: partial
-    description: V(started), V(stopped) and V(absent) are idempotent; V(restarted) and V(reloaded) always act.
+    details: V(started), V(stopped) and V(absent) are idempotent; V(restarted) and V(reloaded) always act.
 notes:
   - dotenv does not override variables that already exist in the process environment. If RV(env_keys) lists a
     variable that the app also reads from C(.env), a C(.env) edit has no effect until pm2's stored value is updated

@@ -27,26 +27,29 @@ options:
     type: list
     elements: dict
     required: true
+extends_documentation_fragment:
+  - bluegreen.dbfix.attributes
+  - bluegreen.dbfix.attributes.POSIX
+  - ansible.builtin.action_common_attributes.flow
 attributes:
   action:
-    description: Runs on the controller as an action plugin, which executes each step's module on the host.
     support: full
+    details: Runs on the controller as an action plugin, which executes each step's module on the host.
   async:
-    description: Cannot run asynchronously.
     support: none
+    details: Cannot run asynchronously.
+  bypass_host_loop:
+    support: none
+    details: Runs once per host, like a module.
   check_mode:
-    description: Each step runs in check mode when the task does.
     support: full
+    details: Each step runs in check mode when the task does.
   diff_mode:
-    description: Steps return no diff.
     support: none
+    details: The task shows no diff of its own; a step that returns one has it in its entry of RV(results).
   idempotent:
-    description: As idempotent as the steps it runs.
     support: full
-  platform:
-    description: The target must be a POSIX host.
-    support: full
-    platforms: posix
+    details: As idempotent as the steps it runs.
 notes:
   - Only modules of C(bluegreen.dbfix) can be steps.
 '''

@@ -28,17 +28,22 @@ author:
   - bluegreen.dbfix contributors (!UNKNOWN)
 extends_documentation_fragment:
   - ansible.builtin.files
+  - bluegreen.dbfix.attributes
+  - bluegreen.dbfix.attributes.POSIX
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Check mode takes the snapshot to prove the database is readable, returns the O(state=present) RV(backup_file)
       it would write and the files it would prune, and writes nothing.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: none
+    support: full
+    details:
+      - With O(state=present), the names of this database's backups in the destination folder, one per line, before and
+        after (the new backup added, the ones O(keep) prunes removed). With O(dest), that file is listed too.
+      - With O(state=restored), C(sha256 <hex> size <bytes>) of the database's committed content now (C(absent) if there is
+        none) and of O(src).
+      - Never shows rows of the database. Check mode returns the same diff.
   idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: partial
     details:
       - O(state=present) makes a new backup on every run unless O(skip_unchanged=true) or a fixed O(timestamp) is given.
@@ -200,26 +205,45 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.bluegreen.dbfix.plugins.module_utils import _sqlite as S
 from ansible_collections.bluegreen.dbfix.plugins.module_utils._openfiles import describe, holders
 
+# owner and group differ only in where a name is looked up and what the error calls it
+_ID_LOOKUP = {'owner': ('user', lambda n: pwd.getpwnam(n).pw_uid), 'group': ('group', lambda n: grp.getgrnam(n).gr_gid)}
+
+
+def _resolve_id(module, option, name, default):
+    """O(owner)/O(group) ``name`` as a numeric id, or looked up by name; ``default`` when unset."""
+    if name is None:
+        return default
+    try:
+        return int(name)
+    except ValueError:
+        pass
+    kind, lookup = _ID_LOOKUP[option]
+    try:
+        return lookup(name)
+    except KeyError:
+        module.fail_json(msg='%s %r does not exist on this host; nothing was written. Use an existing %s.' % (option, name, kind))
+
 
 def _resolve_owner(module, owner, group, default_uid, default_gid):
-    uid, gid = default_uid, default_gid
-    if owner is not None:
-        try:
-            uid = int(owner)
-        except ValueError:
-            try:
-                uid = pwd.getpwnam(owner).pw_uid
-            except KeyError:
-                module.fail_json(msg='owner %r does not exist on this host; nothing was written. Use an existing user.' % owner)
-    if group is not None:
-        try:
-            gid = int(group)
-        except ValueError:
-            try:
-                gid = grp.getgrnam(group).gr_gid
-            except KeyError:
-                module.fail_json(msg='group %r does not exist on this host; nothing was written. Use an existing group.' % group)
-    return uid, gid
+    return _resolve_id(module, 'owner', owner, default_uid), _resolve_id(module, 'group', group, default_gid)
+
+
+def _set_diff(module, result, before, after, *, header, after_header=None):
+    """Put the diff in ``result`` when the task runs in diff mode (check mode included)."""
+    if module._diff:
+        result['diff'] = dict(before=before, after=after, before_header=header, after_header=after_header or header)
+
+
+def _lines(names):
+    return ''.join('%s\n' % n for n in sorted(names))
+
+
+def _listing(dest_dir, db_name, backup_file):
+    """Names of this database's backups in ``dest_dir``, with ``backup_file`` (a custom O(dest)) if it is there."""
+    names = set(os.path.basename(f) for f in S.list_backups(dest_dir, db_name))
+    if os.path.isfile(backup_file):
+        names.add(os.path.basename(backup_file))
+    return names
 
 
 def _resolve_mode(module, ref_path, requested, what):
@@ -301,6 +325,13 @@ def do_present(module):
         module.fail_json(msg='Cannot back up %s: %s' % (path, e.msg), **result)
     if os.path.isdir(backup_file):
         module.fail_json(msg='Cannot back up %s: %s is a directory. Choose another dest.' % (path, backup_file), **result)
+    # The diff is the folder's list of this database's backups: names only, never what they hold.
+    listed = _listing(dest_dir, db_name, backup_file) if module._diff else set()
+
+    def diff(added, pruned):
+        after = (listed | set(os.path.basename(f) for f in added)) - set(os.path.basename(f) for f in pruned)
+        _set_diff(module, result, _lines(listed), _lines(after), header='%s (backups of %s)' % (dest_dir, db_name))
+
     real = S.real_db_path(path)
     st = os.stat(real)
     mode = _resolve_mode(module, real, p['mode'], 'the backup')
@@ -337,6 +368,7 @@ def do_present(module):
             elif module.check_mode:
                 result.update(changed=True, pruned=_prune_plan(dest_dir, db_name, p['keep'], backup_file),
                               duration_ms=int((time.time() - t0) * 1000))
+                diff([backup_file], result['pruned'])
                 module.exit_json(**result)
         if not same:
             checksum = p['checksum'] if p['checksum'] is not None else p['verify'] != 'none'
@@ -354,20 +386,27 @@ def do_present(module):
             pruned = _prune(module, dest_dir, pruned)
         result.update(changed=bool(pruned), pruned=pruned, backup_file=compare_file, sha256=compare_sha,
                       size=os.path.getsize(compare_file), duration_ms=int((time.time() - t0) * 1000))
+        diff([], pruned)
         module.exit_json(**result)
     result.update(changed=True, size=info['size'], sha256=info['sha256'], integrity=info['integrity'],
                   method=info['method'], journal_mode=info['journal_mode'])
     result['pruned'] = _prune(module, dest_dir, _prune_plan(dest_dir, db_name, p['keep'], backup_file))
     result['duration_ms'] = int((time.time() - t0) * 1000)
+    diff([backup_file], result['pruned'])
     module.exit_json(**result)
 
 
-def _content_sha(path, busy_timeout):
-    """sha256 of the committed content of ``path`` (None if it cannot be read as a database)."""
+def _content(path, busy_timeout):
+    """(sha256, size) of the committed content of ``path``; (None, None) if it cannot be read as a database."""
     try:
-        return S.snapshot_copy(path, None, busy_timeout)['sha256']
+        info = S.snapshot_copy(path, None, busy_timeout)
     except S.DbfixError:
-        return None
+        return None, None
+    return info['sha256'], info['size']
+
+
+def _state_line(sha, size):
+    return 'sha256 %s size %d\n' % (sha, size)
 
 
 def do_restored(module):
@@ -409,8 +448,23 @@ def do_restored(module):
                              % (path, describe(found)), holders=found, **result)
     src_sha = S.sha256_file(src)
     exists = os.path.exists(target)
-    if exists and _content_sha(target, p['busy_timeout']) == src_sha:
+    now_sha, now_size = _content(target, p['busy_timeout']) if exists else (None, None)
+    before = None
+    if module._diff:
+        if not exists:
+            before = 'absent\n'
+        elif now_sha is None:
+            # not readable as a database (or only through the backup API): its file is what gets replaced
+            before = _state_line(S.sha256_file(target), os.path.getsize(target))
+        else:
+            before = _state_line(now_sha, now_size)
+
+    def diff():
+        _set_diff(module, result, before, _state_line(src_sha, os.path.getsize(src)), header=path, after_header=src)
+
+    if exists and now_sha == src_sha:
         result.update(sha256=src_sha, size=os.path.getsize(src), duration_ms=int((time.time() - t0) * 1000))
+        diff()
         module.exit_json(**result)
     ts = _timestamp(module)
     aside = (target + '.before-restore.' + ts) if exists else None
@@ -423,6 +477,7 @@ def do_restored(module):
     result.update(changed=True, aside_file=aside, sha256=src_sha, size=os.path.getsize(src))
     if module.check_mode:
         result['duration_ms'] = int((time.time() - t0) * 1000)
+        diff()
         module.exit_json(**result)
 
     out = S.AtomicFile(target)
@@ -451,6 +506,7 @@ def do_restored(module):
             pass
     S.fsync_dir(target_dir)
     result['duration_ms'] = int((time.time() - t0) * 1000)
+    diff()
     module.exit_json(**result)
 
 

@@ -28,16 +28,16 @@ description:
     C(-wal)/C(-shm) files beside it, as every SQLite reader does.
 author:
   - bluegreen.dbfix contributors (!UNKNOWN)
+extends_documentation_fragment:
+  - bluegreen.dbfix.attributes
+  - bluegreen.dbfix.attributes.POSIX
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Everything except O(checkpoint) is read-only and runs in check mode too; the checkpoint is skipped.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
   idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: full
 options:
   path:

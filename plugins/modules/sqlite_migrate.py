@@ -26,19 +26,23 @@ description:
   - Alternatively O(command) runs the app's own migrator; output matching O(uptodate_regex) means nothing changed.
 author:
   - bluegreen.dbfix contributors (!UNKNOWN)
+extends_documentation_fragment:
+  - bluegreen.dbfix.attributes
+  - bluegreen.dbfix.attributes.POSIX
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: partial
     details:
       - With O(migrations_dir), check mode lists pending migrations and runs them inside one transaction that is rolled back,
         so a broken migration fails C(--check). Migrations marked C(no-transaction) are listed but not tried.
       - With O(command), the command is not run in check mode; the task reports no change and warns.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: none
+    support: partial
+    details:
+      - With O(migrations_dir), the applied migrations recorded in O(table), one C(<file> <sha256>) line each, before and
+        after the run (in check mode, with the pending ones appended). Never shows rows of the database.
+      - With O(command), no diff is returned, since what the app's own migrator changes is not known.
   idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: full
 options:
   path:
@@ -205,14 +209,23 @@ def _short(stmt, n=300):
     return s if len(s) <= n else s[:n] + ' ...'
 
 
+def _start(module):
+    """The result every exit of the module returns, once the database is known to be there."""
+    result = dict(changed=False, applied=[], pending=[], baselined=[], repaired=[], current_version=None, backup_file=None)
+    try:
+        S.check_db_file(module.params['path'])
+    except S.DbfixError as e:
+        module.fail_json(msg=e.msg, **result)
+    return result
+
+
 def run_files(module):
     p = module.params
     path = p['path']
-    result = dict(changed=False, applied=[], pending=[], baselined=[], repaired=[], current_version=None, backup_file=None)
+    result = _start(module)
     try:
-        S.check_db_file(path)
         files = M.scan(p['migrations_dir'])
-    except (S.DbfixError, M.MigrationError) as e:
+    except M.MigrationError as e:
         module.fail_json(msg=e.msg, **result)
     real = S.real_db_path(path)
     try:
@@ -225,6 +238,11 @@ def run_files(module):
         if conn.in_transaction:
             conn.execute('ROLLBACK')
         conn.close()
+
+
+def _tracking_text(recorded):
+    """One ``<file> <sha256>`` line per recorded migration (``{version: (file, sha256)}``), in version order."""
+    return ''.join('%s %s\n' % recorded[v] for v in sorted(recorded))
 
 
 def _fail_sql(module, path, e, result, what):
@@ -261,14 +279,30 @@ def _migrate(module, conn, files, result):
     result['current_version'] = max(applied) if applied else None
     result['repaired'] = [fn for v, fn, old, new in drift]
     result['baselined'] = [by_version[v][0] for v in sorted(todo_baseline)]
+
+    def diff(ran):
+        """The tracking table as recorded before, and after the repair, baseline and the migrations in ``ran``."""
+        if not module._diff:
+            return
+        before = dict((v, (row['name'], row['sha256'])) for v, row in applied.items())
+        after = dict(before)
+        for v, _fn, _old, new in drift:
+            after[v] = (before[v][0], new)
+        for v in [*todo_baseline, *ran]:
+            after[v] = by_version[v][:2]
+        header = '%s (table %s)' % (path, table)
+        result['diff'] = dict(before=_tracking_text(before), after=_tracking_text(after), before_header=header, after_header=header)
+
     if not (drift or todo_baseline or pending):
         result['pending'] = beyond
+        diff([])
         module.exit_json(**result)
     result['changed'] = True
     if check:
         result['applied'] = [by_version[v][0] for v in pending]
         result['pending'] = [by_version[v][0] for v in pending] + beyond
         _dry_run(module, conn, pending, by_version, result)
+        diff(pending)
         module.exit_json(**result)
     if p['backup']:
         result['backup_file'] = _backup(module, path)
@@ -297,6 +331,7 @@ def _migrate(module, conn, files, result):
         remaining.remove(fn)
         result['current_version'] = v if result['current_version'] is None else max(result['current_version'], v)
     result['pending'] = beyond
+    diff(pending)
     module.exit_json(**result)
 
 
@@ -377,11 +412,7 @@ def _dry_run(module, conn, pending, by_version, result):
 def run_command(module):
     p = module.params
     path = p['path']
-    result = dict(changed=False, applied=[], pending=[], baselined=[], repaired=[], current_version=None, backup_file=None)
-    try:
-        S.check_db_file(path)
-    except S.DbfixError as e:
-        module.fail_json(msg=e.msg, **result)
+    result = _start(module)
     env = {}
     for k, v in (p['environment'] or {}).items():
         env[str(k)] = str(v)

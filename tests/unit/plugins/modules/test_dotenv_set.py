@@ -6,27 +6,20 @@ No mocks: every failure below is produced for real.
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.bluegreen.dbfix.plugins.module_utils import _dotenv
 from ansible_collections.bluegreen.dbfix.plugins.modules import dotenv_set
+from ansible_collections.bluegreen.dbfix.tests.unit.plugins.modules._modrun import module_runner
 
 SECRET = 's3cr3t-Pa55 "#x'
 BASE = b'# settings\r\nexport A=1\r\nDB_PASSWORD="hunter2-very-secret" # keep\r\n#KEY=commented\r\n\r\nC=\'3\''
 
 
-def run(args, check=False, diff=True):
-    args = dict(args, _ansible_check_mode=check, _ansible_diff=diff)
-    buf = io.StringIO()
-    with patch_module_args(args), contextlib.redirect_stdout(buf), pytest.raises(SystemExit):
-        dotenv_set.main()
-    return json.loads(buf.getvalue())
+run = module_runner(dotenv_set, diff=True)
 
 
 @pytest.fixture

@@ -9,15 +9,13 @@ unit test); the integration tests see the real one.
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.bluegreen.dbfix.plugins.module_utils import _pm2
 from ansible_collections.bluegreen.dbfix.plugins.modules import pm2_service
+from ansible_collections.bluegreen.dbfix.tests.unit.plugins.modules._modrun import module_runner
 
 BANNER = (
     '\n                        -------------\n\n'
@@ -93,12 +91,7 @@ def test_tail_reads_last_lines_and_explains_missing(tmp_path):
     assert 'no error log' in _pm2.tail(None)
 
 
-def run(args, check=False):
-    args = dict(args, _ansible_check_mode=check)
-    buf = io.StringIO()
-    with patch_module_args(args), contextlib.redirect_stdout(buf), pytest.raises(SystemExit):
-        pm2_service.main()
-    return json.loads(buf.getvalue())
+run = module_runner(pm2_service)
 
 
 def test_missing_pm2_path_says_how_to_install(tmp_path):

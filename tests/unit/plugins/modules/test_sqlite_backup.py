@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
-import json
 import os
 import re
 import sqlite3
@@ -18,20 +16,14 @@ import sys
 import time
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.bluegreen.dbfix.plugins.modules import sqlite_backup
+from ansible_collections.bluegreen.dbfix.tests.unit.plugins.modules._modrun import module_runner, run_module
 
 TS = '20260101_120000'
 
 
-def run(args, check=False):
-    if check:
-        args = dict(args, _ansible_check_mode=True)
-    out = io.StringIO()
-    with patch_module_args(args), contextlib.redirect_stdout(out), pytest.raises(SystemExit):
-        sqlite_backup.main()
-    return json.loads(out.getvalue())
+run = module_runner(sqlite_backup)
 
 
 def tree(d):
@@ -71,6 +63,14 @@ def rows(path):
         return c.execute('SELECT id, email, position FROM users ORDER BY id').fetchall()
     finally:
         c.close()
+
+
+def add_user(db, email):
+    """Commit one more row, so a fresh snapshot differs from every backup taken before."""
+    c = sqlite3.connect(db)
+    c.execute('INSERT INTO users(email) VALUES (?)', (email,))
+    c.commit()
+    c.close()
 
 
 def sha(path):
@@ -195,10 +195,7 @@ def test_skip_unchanged_is_idempotent_until_the_data_changes(tmp_path):
     again = run({'path': db, 'skip_unchanged': True, 'timestamp': '20250101_000001'})
     assert again['changed'] is False and again['backup_file'] == first['backup_file'] and again['sha256'] == first['sha256']
     assert sorted(os.listdir(tmp_path)) == before
-    c = sqlite3.connect(db)
-    c.execute("INSERT INTO users(email) VALUES ('late@x')")
-    c.commit()
-    c.close()
+    add_user(db, 'late@x')
     assert run({'path': db, 'skip_unchanged': True, 'timestamp': '20250101_000002'}, check=True)['changed'] is True
     third = run({'path': db, 'skip_unchanged': True, 'timestamp': '20250101_000002'})
     assert third['changed'] is True and third['backup_file'].endswith('20250101_000002')
@@ -210,10 +207,7 @@ def test_same_timestamp_rerun_is_unchanged_but_never_overwrites_other_content(tm
     r1 = run({'path': db, 'timestamp': TS})
     r2 = run({'path': db, 'timestamp': TS})
     assert r1['changed'] is True and r2['changed'] is False and r2['sha256'] == r1['sha256']
-    c = sqlite3.connect(db)
-    c.execute("INSERT INTO users(email) VALUES ('late@x')")
-    c.commit()
-    c.close()
+    add_user(db, 'late@x')
     before = tree(tmp_path)
     r3 = run({'path': db, 'timestamp': TS})
     assert r3['failed'] and 'already exists with different content' in r3['msg'] and r1['backup_file'] in r3['msg']
@@ -474,10 +468,7 @@ def test_restore_into_missing_path_creates_it(tmp_path):
 def test_skip_unchanged_still_applies_a_lowered_keep(tmp_path):
     db = make_db(str(tmp_path / 'database.db'))
     for i in range(3):
-        c = sqlite3.connect(db)
-        c.execute("INSERT INTO users(email) VALUES ('n%d')" % i)
-        c.commit()
-        c.close()
+        add_user(db, 'n%d' % i)
         run({'path': db, 'skip_unchanged': True, 'timestamp': '2025010%d_000000' % (i + 1)})
     args = {'path': db, 'skip_unchanged': True, 'keep': 1, 'timestamp': '20250109_000000'}
     before = tree(tmp_path)
@@ -492,8 +483,78 @@ def test_skip_unchanged_still_applies_a_lowered_keep(tmp_path):
 def test_query_option_types_are_checked(tmp_path):
     from ansible_collections.bluegreen.dbfix.plugins.modules import sqlite_info
     db = make_db(str(tmp_path / 'database.db'))
-    out = io.StringIO()
-    with patch_module_args({'path': db, 'queries': {'n': ['SELECT 1']}}), contextlib.redirect_stdout(out), pytest.raises(SystemExit):
-        sqlite_info.main()
-    r = json.loads(out.getvalue())
+    r = run_module(sqlite_info, {'path': db, 'queries': {'n': ['SELECT 1']}})
     assert r['failed'] and 'queries.n' in r['msg'] and db in r['msg']
+
+
+# ----------------------------------------------------------------------------- diff mode
+
+
+def test_diff_lists_the_backups_before_and_after_in_check_and_real_mode(tmp_path):
+    db = make_db(str(tmp_path / 'database.db'))
+    for i in range(3):
+        run({'path': db, 'timestamp': '2025010%d_000000' % (i + 1)})
+    (tmp_path / 'other.db.backup.20200101_000000').write_text('not ours')
+    args = {'path': db, 'timestamp': TS, 'keep': 2}
+    header = '%s (backups of database.db)' % tmp_path
+    want = {'before': ''.join('database.db.backup.2025010%d_000000\n' % i for i in (1, 2, 3)),
+            'after': 'database.db.backup.20250103_000000\ndatabase.db.backup.%s\n' % TS,
+            'before_header': header, 'after_header': header}
+    before = tree(tmp_path)
+    chk = run(args, check=True, diff=True)
+    assert chk['changed'] is True and chk['diff'] == want
+    assert tree(tmp_path) == before
+    r = run(args, diff=True)
+    assert r['changed'] is True and r['diff'] == want
+    assert sorted(f for f in os.listdir(tmp_path) if f.startswith('database.db.backup.')) == want['after'].split()
+    again = run(args, diff=True)  # same timestamp, same content: nothing to do
+    assert again['changed'] is False and again['diff']['before'] == again['diff']['after'] == want['after']
+    assert 'diff' not in run(args) and 'diff' not in run(args, check=True)
+
+
+def test_diff_of_skip_unchanged_shows_only_the_pruning(tmp_path):
+    db = make_db(str(tmp_path / 'database.db'))
+    run({'path': db, 'timestamp': '20250101_000000'})
+    add_user(db, 'n1')
+    run({'path': db, 'timestamp': '20250102_000000'})
+    args = {'path': db, 'skip_unchanged': True, 'keep': 1, 'timestamp': TS}
+    chk = run(args, check=True, diff=True)
+    assert chk['changed'] is True and chk['backup_file'].endswith('20250102_000000')
+    assert chk['diff']['before'] == 'database.db.backup.20250101_000000\ndatabase.db.backup.20250102_000000\n'
+    assert chk['diff']['after'] == 'database.db.backup.20250102_000000\n'
+    assert run(args, diff=True)['diff'] == chk['diff']
+    again = run(args, diff=True)
+    assert again['changed'] is False and again['diff']['before'] == again['diff']['after'] == chk['diff']['after']
+
+
+def test_diff_with_dest_lists_that_file(tmp_path):
+    (tmp_path / 'app').mkdir()
+    db = make_db(str(tmp_path / 'app' / 'database.db'))
+    shared = tmp_path / 'database-shared.db'
+    r = run({'path': db, 'dest': str(shared)}, diff=True)
+    assert r['changed'] is True and r['diff']['before'] == '' and r['diff']['after'] == 'database-shared.db\n'
+    assert r['diff']['before_header'] == '%s (backups of database.db)' % tmp_path
+    again = run({'path': db, 'dest': str(shared)}, diff=True)
+    assert again['changed'] is False and again['diff']['before'] == again['diff']['after'] == 'database-shared.db\n'
+
+
+def test_restore_diff_shows_checksum_and_size_never_rows(tmp_path):
+    db = make_db(str(tmp_path / 'database.db'))
+    backup = run({'path': db, 'timestamp': '20250101_000000'})['backup_file']
+    add_user(db, 'late@x')
+    now = 'sha256 %s size %d\n' % (sha(db), os.path.getsize(db))
+    restored = 'sha256 %s size %d\n' % (sha(backup), os.path.getsize(backup))
+    assert now != restored
+    args = {'path': db, 'src': backup, 'state': 'restored', 'timestamp': TS}
+    before = tree(tmp_path)
+    chk = run(args, check=True, diff=True)
+    assert chk['changed'] is True
+    assert chk['diff'] == {'before': now, 'after': restored, 'before_header': db, 'after_header': backup}
+    assert tree(tmp_path) == before
+    r = run(args, diff=True)
+    assert r['changed'] is True and r['diff'] == chk['diff'] and sha(db) == sha(backup)
+    again = run(dict(args, timestamp='20260101_120001'), diff=True)
+    assert again['changed'] is False and again['diff']['before'] == again['diff']['after'] == restored
+    assert 'diff' not in run(dict(args, timestamp='20260101_120002'))
+    new = run({'path': str(tmp_path / 'new.db'), 'src': backup, 'state': 'restored'}, diff=True)
+    assert new['changed'] is True and new['diff']['before'] == 'absent\n' and new['diff']['after'] == restored

@@ -2,28 +2,18 @@
 """sqlite_info on real SQLite files: facts, read-only queries, expected columns, integrity, comparison."""
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
-import json
 import os
 import sqlite3
 import subprocess
 import sys
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.bluegreen.dbfix.plugins.modules import sqlite_info
+from ansible_collections.bluegreen.dbfix.tests.unit.plugins.modules._modrun import module_runner
 
-
-def run(args, check=False):
-    if check:
-        args = dict(args, _ansible_check_mode=True)
-    out = io.StringIO()
-    with patch_module_args(args), contextlib.redirect_stdout(out), pytest.raises(SystemExit):
-        sqlite_info.main()
-    return json.loads(out.getvalue())
+run = module_runner(sqlite_info)
 
 
 def tree(d):

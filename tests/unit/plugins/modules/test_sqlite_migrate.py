@@ -2,9 +2,7 @@
 """sqlite_migrate on real SQLite files: ordering, atomicity, drift, baseline, check mode, the app's own migrator."""
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 import os
 import sqlite3
@@ -12,19 +10,12 @@ import sys
 import textwrap
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.bluegreen.dbfix.plugins.module_utils._sqlite_migrate import split_statements
 from ansible_collections.bluegreen.dbfix.plugins.modules import sqlite_migrate
+from ansible_collections.bluegreen.dbfix.tests.unit.plugins.modules._modrun import module_runner
 
-
-def run(args, check=False):
-    if check:
-        args = dict(args, _ansible_check_mode=True)
-    out = io.StringIO()
-    with patch_module_args(args), contextlib.redirect_stdout(out), pytest.raises(SystemExit):
-        sqlite_migrate.main()
-    return json.loads(out.getvalue())
+run = module_runner(sqlite_migrate)
 
 
 def tree(d):
@@ -301,13 +292,15 @@ def test_app_migrator_command(env, tmp_path):
             'environment': {'APP_SECRET': 's3cr3t-value'}}
     r = run(args, check=True)
     assert r['changed'] is False and 'app_migrations' not in tables(dbp)
-    r = run(args)
+    r = run(args, diff=True)
     assert r['changed'] is True and r['rc'] == 0 and 'Applied 001' in r['stdout'] and os.path.exists(r['backup_file'])
+    assert 'diff' not in r  # what the app's own migrator changed is not known: no diff rather than a made-up one
     assert 's3cr3t-value' not in json.dumps(r)
     assert 'position' in [x[1] for x in q(dbp, 'PRAGMA table_info(users)')]
     r = run(args)
     assert r['changed'] is False and r['backup_file'] is None  # up to date: the extra backup is removed again
-    fail = run({'path': dbp, 'command': '%s %s %s' % (sys.executable, script, dbp + '2'), 'environment': {'FAIL': '1'}})
+    # environment values are secrets, masked wherever they appear: a value like '1' would also mask the digits of dbp
+    fail = run({'path': dbp, 'command': '%s %s %s' % (sys.executable, script, dbp + '2'), 'environment': {'FAIL': 'fail-please'}})
     assert fail['failed'] and 'exit code 3' in fail['msg'] and 'boom' in fail['msg'] and dbp in fail['msg']
 
 
@@ -315,3 +308,52 @@ def test_needs_migrations_dir_or_command(env):
     dbp = env[0]
     r = run({'path': dbp})
     assert r['failed'] and 'migrations_dir' in r['msg'] and 'command' in r['msg']
+
+
+# ----------------------------------------------------------------------------- diff mode
+
+
+def recorded(mig, *names):
+    """The diff text for ``names`` recorded with the sha256 of their files now."""
+    return ''.join('%s %s\n' % (n, hashlib.sha256((mig / n).read_bytes()).hexdigest()) for n in names)
+
+
+def test_diff_lists_recorded_migrations_before_and_after(env):
+    dbp, mig = env
+    write(mig, '001_a.sql', 'CREATE TABLE a(x);')
+    first = run({'path': dbp, 'migrations_dir': str(mig)}, diff=True)
+    assert first['diff']['before'] == '' and first['diff']['after'] == recorded(mig, '001_a.sql')  # no tracking table yet
+    write(mig, '002_b.sql', 'CREATE TABLE b(x);')
+    write(mig, '003_c.sql', "INSERT INTO users(email) VALUES ('row-content-never-in-diff');")
+    args = {'path': dbp, 'migrations_dir': str(mig), 'target': 3}
+    header = '%s (table schema_migrations)' % dbp
+    want = {'before': recorded(mig, '001_a.sql'), 'after': recorded(mig, '001_a.sql', '002_b.sql', '003_c.sql'),
+            'before_header': header, 'after_header': header}
+    before = tree(os.path.dirname(dbp))
+    chk = run(args, check=True, diff=True)
+    assert chk['changed'] is True and chk['diff'] == want
+    assert tree(os.path.dirname(dbp)) == before
+    r = run(args, diff=True)
+    assert r['changed'] is True and r['applied'] == ['002_b.sql', '003_c.sql'] and r['diff'] == want
+    assert 'row-content-never-in-diff' not in json.dumps(r['diff'])
+    again = run(args, diff=True)
+    assert again['changed'] is False and again['diff']['before'] == again['diff']['after'] == want['after']
+    assert 'diff' not in run(args) and 'diff' not in run(args, check=True)
+
+
+def test_diff_shows_repaired_checksums_and_baselined_migrations(env):
+    dbp, mig = env
+    for n in ('001_a.sql', '002_b.sql', '003_c.sql'):
+        write(mig, n, 'CREATE TABLE t%s(x);' % n[2])
+    run({'path': dbp, 'migrations_dir': str(mig), 'target': 1})
+    old = recorded(mig, '001_a.sql')
+    write(mig, '001_a.sql', 'CREATE TABLE t1(x, y);')  # edited after it ran
+    args = {'path': dbp, 'migrations_dir': str(mig), 'repair': True, 'baseline': 2}
+    chk = run(args, check=True, diff=True)
+    assert chk['diff']['before'] == old
+    assert chk['diff']['after'] == recorded(mig, '001_a.sql', '002_b.sql', '003_c.sql')
+    r = run(args, diff=True)
+    assert r['repaired'] == ['001_a.sql'] and r['baselined'] == ['002_b.sql'] and r['applied'] == ['003_c.sql']
+    assert r['diff'] == chk['diff']
+    rows = q(dbp, 'SELECT name, sha256 FROM schema_migrations ORDER BY version')
+    assert ''.join('%s %s\n' % row for row in rows) == r['diff']['after']
