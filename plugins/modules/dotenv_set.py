@@ -168,8 +168,10 @@ path:
   sample: /srv/app/.env
 """
 
+import errno
 import os
 import tempfile
+import time
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
@@ -264,13 +266,15 @@ def run(module):
                           'after_header': '%s (values masked)' % path if not p['show_values'] else path}
 
     if changed and not module.check_mode:
-        if p['backup'] and exists:
-            result['backup_file'] = module.backup_local(target)
+        backup_file = _backup(module, path, target) if p['backup'] and exists else None
+        if backup_file:
+            result['backup_file'] = backup_file
         try:
             fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target) or '.', prefix='.%s.' % os.path.basename(target), suffix='.tmp')
         except OSError as e:
-            module.fail_json(msg='%s: cannot create a temporary file next to %s (%s); the directory must be writable. '
-                                 'The file was left unchanged.' % (path, target, to_native(e)), exception=traceback.format_exc())
+            _discard(backup_file)
+            module.fail_json(msg='%s: cannot create a temporary file next to %s (%s); %s. The file was left unchanged.'
+                                 % (path, target, to_native(e), _advice(e, target)), exception=traceback.format_exc())
         try:
             with os.fdopen(fd, 'wb') as f:
                 f.write(new_bytes)
@@ -282,7 +286,9 @@ def run(module):
         except Exception as e:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-            module.fail_json(msg='%s: writing %s failed: %s. The file was left unchanged.' % (path, target, to_native(e)),
+            _discard(backup_file)
+            module.fail_json(msg='%s: writing %s failed: %s. The file was left unchanged%s.'
+                                 % (path, target, to_native(e), '; ' + _advice(e, target) if isinstance(e, OSError) else ''),
                              exception=traceback.format_exc())
 
     if os.path.exists(target):
@@ -291,6 +297,37 @@ def run(module):
             file_args['mode'] = '0600'
         result['changed'] = module.set_fs_attributes_if_different(file_args, result['changed'])
     return result
+
+
+def _advice(e, target):
+    folder = os.path.dirname(target) or '.'
+    if e.errno == errno.ENOSPC:
+        return 'the filesystem holding %s is full: free space there and run again' % folder
+    if e.errno == errno.EROFS:
+        return '%s is on a read-only filesystem: remount it read-write (or point path at the writable copy)' % folder
+    return 'the directory must be writable'
+
+
+def _discard(backup_file):
+    if backup_file:
+        try:
+            os.unlink(backup_file)
+        except OSError:
+            pass
+
+
+def _backup(module, path, target):
+    """What ``module.backup_local`` does (same name, same preserved copy), but a copy that fails half-way (disk
+    full) is removed and the task fails with a message instead of a traceback: nothing may be left behind."""
+    dest = '%s.%s.%s' % (target, os.getpid(), time.strftime('%Y-%m-%d@%H:%M:%S~', time.localtime()))
+    try:
+        module.preserved_copy(target, dest)
+    except Exception as e:  # shutil.Error, OSError: whatever the copy raised, nothing half-written may stay
+        _discard(dest)
+        module.fail_json(msg='%s: cannot write the backup %s (%s); %s. The file was left unchanged.'
+                             % (path, dest, to_native(e), _advice(e, target) if isinstance(e, OSError) else 'see the error'),
+                         exception=traceback.format_exc())
+    return dest
 
 
 def main():

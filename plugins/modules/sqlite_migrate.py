@@ -373,9 +373,13 @@ def _apply_one(module, conn, migration, result):
         if S.is_locked_error(e):
             module.fail_json(msg='Migration %s: %s' % (fn, S.locked_message(path, module.params['busy_timeout'], e)), **result)
         where = ('statement: %s' % _short(stmt)) if stmt else 'recording it in %s' % table
-        module.fail_json(msg='Migration %s failed on %s at %s -- SQLite says "%s". %s Earlier migrations stay applied; fix the file and rerun.'
+        # SQLITE_FULL is not the migration's fault: say where space is missing instead of "fix the file"
+        todo = ('free space on the filesystem holding %s and rerun' % os.path.dirname(os.path.abspath(path))
+                if getattr(e, 'sqlite_errorname', '') == 'SQLITE_FULL' or 'database or disk is full' in str(e)
+                else 'fix the file and rerun')
+        module.fail_json(msg='Migration %s failed on %s at %s -- SQLite says "%s". %s Earlier migrations stay applied; %s.'
                              % (fn, path, where, e, 'It was rolled back.' if in_tx else
-                                'It is marked no-transaction, so statements before this one stay applied.'), **result)
+                                'It is marked no-transaction, so statements before this one stay applied.', todo), **result)
 
 
 def _dry_run(module, conn, pending, by_version, result):

@@ -87,20 +87,22 @@ def test_dotenv_set_on_a_read_only_filesystem(tmp_path):
         before = state(ro)
         r = run('dotenv_set', {'path': str(env), 'key': 'ALLOWED_ORIGINS', 'value': 'https://app.example.com'})
         assert r['failed']
-        assert str(env) in r['msg'] and 'Read-only file system' in r['msg'], r['msg']
+        assert str(env) in r['msg'] and 'Read-only file system' in r['msg'] and 'remount' in r['msg'], r['msg']
         assert state(ro) == before
 
 
-def test_dotenv_set_on_a_full_filesystem(tmp_path):
+@pytest.mark.parametrize('backup', [False, True])
+def test_dotenv_set_on_a_full_filesystem(tmp_path, backup):
     with tmpfs(tmp_path / 'full', size='256k') as full:
         env = full / '.env'
         env.write_bytes(ENV)
         os.chmod(env, 0o640)
         fill(full)
         before = state(full)
-        r = run('dotenv_set', {'path': str(env), 'key': 'ALLOWED_ORIGINS', 'value': 'https://app.example.com,' * 200})
+        r = run('dotenv_set', {'path': str(env), 'key': 'ALLOWED_ORIGINS', 'value': 'https://app.example.com,' * 200,
+                               'backup': backup})
         assert r['failed']
-        assert str(env) in r['msg'] and 'No space left on device' in r['msg'], r['msg']
+        assert str(env) in r['msg'] and 'No space left on device' in r['msg'] and 'free space' in r['msg'], r['msg']
         assert state(full) == before            # the .env untouched, no temp file left behind
 
 
@@ -129,7 +131,8 @@ def test_sqlite_migrate_on_a_full_filesystem(tmp_path):
         before = state(full)
         r = run('sqlite_migrate', {'path': str(db), 'migrations_dir': str(migs)})
         assert r['failed']
-        assert '001_grow.sql' in r['msg'] and 'full' in r['msg'].lower() and str(db) in r['msg'], r['msg']
+        assert '001_grow.sql' in r['msg'] and 'disk is full' in r['msg'] and str(db) in r['msg'], r['msg']
+        assert 'free space' in r['msg'] and str(full) in r['msg'], r['msg']
         os.unlink(full / 'filler')
         after = state(full)
         before.pop('filler')
