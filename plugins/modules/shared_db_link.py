@@ -68,7 +68,8 @@ options:
     type: bool
     default: false
 extends_documentation_fragment:
-  - ansible.builtin.action_common_attributes
+  - bluegreen.dbfix.attributes
+  - bluegreen.dbfix.attributes.POSIX
 attributes:
   check_mode:
     support: full
@@ -77,10 +78,7 @@ attributes:
   diff_mode:
     support: full
   idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second run reports no change.
     support: full
-  platform:
-    platforms: posix
 notes:
   - Stop the app before running this module; it refuses while the file is open, and with
     O(state=unlinked) while anyone has the shared database open. Open files are found in
@@ -154,6 +152,7 @@ import os
 import pwd
 import stat
 import traceback
+from functools import partial
 from urllib.parse import quote
 
 try:
@@ -527,6 +526,43 @@ class SharedDbLink:
                 pass
             raise
 
+    def switch(self, doing, db, sidecars, steps):
+        """The changing part of a run, put back as a whole when any of it fails; returns the sidecars left.
+
+        ``db`` is the database file about to be moved and ``sidecars`` the SQLite suffixes found beside it; when
+        there are any, ``db`` is checkpointed first so it is complete on its own. ``steps(sidecars)`` gets the
+        sidecars still there after that and returns ``(action, made)`` pairs, run in order: ``made`` is the path
+        ``action()`` creates, or None for the last step, the one rename that switches ``path`` (all or nothing by
+        itself). If a step fails, the paths made so far are removed, newest first, so ``path`` is as it was, and the
+        run fails with a message that starts with ``doing`` and says so.
+        """
+        made = []
+        try:
+            if sidecars:
+                self.checkpoint(db)
+                sidecars = [s for s in SIDECARS if os.path.lexists(db + s)]
+            for action, creates in steps(sidecars):
+                action()
+                if creates is not None:
+                    made.append(creates)
+        except (LinkError, OSError) as e:
+            for f in reversed(made):
+                try:
+                    os.unlink(f)
+                except OSError:
+                    pass
+            if isinstance(e, LinkError):
+                raise
+            # A checkpoint of path itself changed its bytes (not its content): say so, it is the one thing not undone.
+            merged = db == self.path and self.result['checkpointed']
+            raise LinkError('%s failed (%s: %s); the files made so far (%s) were removed again and %s is as it was%s. '
+                            'Check the permissions of %s.'
+                            % (doing, e.strerror, e.filename, ', '.join(made) or 'none', self.path,
+                               ' (its -wal/-journal was merged into it, same content)' if merged else '',
+                               os.path.dirname(self.path)),
+                            traceback=traceback.format_exc()) from e
+        return sidecars
+
     def diff(self, before, after):
         if self.module._diff:
             self.result['diff'] = {
@@ -586,14 +622,15 @@ class SharedDbLink:
                            'Stop the app (for example with bluegreen.dbfix.pm2_service state=stopped) before linking: '
                            'moving a file a process has open makes it keep writing to the kept .OLD')
 
-        moves = []
-        if not is_link and st is not None:
-            moves.append('%s -> %s' % (path, old))
-            moves.extend('%s -> %s' % (path + s, old + s) for s in sidecars)
-        self.result.update(changed=True, target=shared, moved=moves)
-        before = [(path, 'regular file' if not is_link and st is not None else previous)]
+        keep = not is_link and st is not None  # a file to keep as .OLD (a link or nothing is just replaced)
+
+        def moves(sidecars):
+            return ['%s -> %s' % (path, old)] + ['%s -> %s' % (path + s, old + s) for s in sidecars] if keep else []
+
+        self.result.update(changed=True, target=shared, moved=moves(sidecars))
+        before = [(path, 'regular file' if keep else previous)]
         after = [(path, 'symlink -> %s' % shared)]
-        if not is_link and st is not None:
+        if keep:
             before.append((old, 'absent' if not resume else 'regular file (same inode as %s)' % path))
             after.append((old, 'regular file (was %s)' % path))
         self.diff(before, after)
@@ -601,34 +638,25 @@ class SharedDbLink:
             return
 
         owner = (st.st_uid, st.st_gid) if st is not None else None
-        created = []
-        try:
-            if not is_link and st is not None:
-                if sidecars:
-                    self.checkpoint(path)
-                    sidecars = [s for s in SIDECARS if os.path.lexists(path + s)]
-                    self.result['moved'] = [moves[0]] + ['%s -> %s' % (path + s, old + s) for s in sidecars]
+
+        def keep_old():
+            self.result['old_method'] = clone_file(path, old)
+
+        def steps(sidecars):
+            self.result['moved'] = moves(sidecars)
+            todo = []
+            if keep:
                 if resume:
+                    # An earlier run made the .OLD hard link, not this one: a failure now leaves it, as it found it.
                     self.result['old_method'] = 'hardlink'
                 else:
-                    self.result['old_method'] = clone_file(path, old)
-                    created.append(old)
-                for s in sidecars:
-                    if not (resume and _same_file(old + s, path + s)):
-                        clone_file(path + s, old + s)
-                        created.append(old + s)
-            self.make_symlink(shared, owner)
-        except LinkError:
-            self._undo(created)
-            raise
-        except OSError as e:
-            self._undo(created)
-            raise LinkError('linking %s to %s failed (%s: %s); the files made so far (%s) were removed again and %s is as '
-                            'it was%s. Check the permissions of %s.'
-                            % (path, shared, e.strerror, e.filename, ', '.join(created) or 'none', path,
-                               ' (its -wal/-journal was merged into it, same content)' if self.result['checkpointed'] else '',
-                               os.path.dirname(path)),
-                            traceback=traceback.format_exc()) from e
+                    todo.append((keep_old, old))
+                todo.extend((partial(clone_file, path + s, old + s), old + s)
+                            for s in sidecars if not (resume and _same_file(old + s, path + s)))
+            todo.append((partial(self.make_symlink, shared, owner), None))
+            return todo
+
+        sidecars = self.switch('linking %s to %s' % (path, shared), path, sidecars, steps)
         # The link is in place; the old sidecars now live on as .OLD-*.
         leftovers = []
         for s in sidecars:
@@ -674,31 +702,22 @@ class SharedDbLink:
         self.check_holders([path] + [old] + [old + s for s in SIDECARS],
                            'Stop every app using the shared database through %s (and anything holding %s) before unlinking'
                            % (path, old))
-        moves = ['%s -> %s' % (old + s, path + s) for s in sidecars] + ['%s -> %s' % (old, path)]
-        self.result.update(changed=True, target=None, moved=moves)
+
+        def moves(sidecars):
+            return ['%s -> %s' % (old + s, path + s) for s in sidecars] + ['%s -> %s' % (old, path)]
+
+        self.result.update(changed=True, target=None, moved=moves(sidecars))
         self.diff([(path, 'symlink -> %s' % previous[5:] if st is not None else 'absent'), (old, 'regular file')],
                   [(path, 'regular file (was %s)' % old), (old, 'absent')])
         if self.module.check_mode:
             return
-        created = []
-        try:
-            if sidecars:
-                self.checkpoint(old)
-                sidecars = [s for s in SIDECARS if os.path.lexists(old + s)]
-                self.result['moved'] = ['%s -> %s' % (old + s, path + s) for s in sidecars] + ['%s -> %s' % (old, path)]
-            for s in sidecars:
-                clone_file(old + s, path + s)
-                created.append(path + s)
-            os.replace(old, path)
-        except LinkError:
-            self._undo(created)
-            raise
-        except OSError as e:
-            self._undo(created)
-            raise LinkError('putting %s back as %s failed (%s: %s); the files made so far (%s) were removed again and '
-                            '%s is as it was. Check the permissions of %s.'
-                            % (old, path, e.strerror, e.filename, ', '.join(created) or 'none', path, os.path.dirname(path)),
-                            traceback=traceback.format_exc()) from e
+
+        def steps(sidecars):
+            self.result['moved'] = moves(sidecars)
+            return ([(partial(clone_file, old + s, path + s), path + s) for s in sidecars]
+                    + [(partial(os.replace, old, path), None)])
+
+        sidecars = self.switch('putting %s back as %s' % (old, path), old, sidecars, steps)
         for s in sidecars:
             try:
                 os.unlink(old + s)
@@ -706,14 +725,6 @@ class SharedDbLink:
                 self.module.warn('could not remove %s after restoring %s (%s); it is a copy and can be deleted.'
                                  % (old + s, path, e.strerror))
         _fsync_dir(os.path.dirname(path))
-
-    @staticmethod
-    def _undo(created):
-        for f in reversed(created):
-            try:
-                os.unlink(f)
-            except OSError:
-                pass
 
     def run(self):
         self.check_params()

@@ -30,12 +30,20 @@ def live_dump(path):
         c.close()
 
 
+def writer(db, journal_mode='WAL', page_size=None):
+    """A connection to ``db`` that never checkpoints by itself, so what stays in the WAL is up to the test."""
+    c = sqlite3.connect(db, isolation_level=None)
+    if page_size is not None:
+        c.execute('PRAGMA page_size=%d' % page_size)  # before WAL mode, which fixes the page size
+    c.execute('PRAGMA journal_mode=%s' % journal_mode)
+    c.execute('PRAGMA wal_autocheckpoint=0')
+    return c
+
+
 def test_db_that_grew_only_in_the_wal(tmp_path):
     """The snapshot has more pages than the database file: the tail comes from WAL frames."""
     db = str(tmp_path / 'g.db')
-    c = sqlite3.connect(db, isolation_level=None)
-    c.execute('PRAGMA journal_mode=WAL')
-    c.execute('PRAGMA wal_autocheckpoint=0')
+    c = writer(db)
     c.execute('CREATE TABLE t(id INTEGER PRIMARY KEY, b BLOB)')
     c.execute('CREATE INDEX t_b ON t(b)')
     size_before = os.path.getsize(db)
@@ -56,10 +64,7 @@ def test_db_that_grew_only_in_the_wal(tmp_path):
 @pytest.mark.parametrize('mode', ['wal', 'delete'])
 def test_unusual_page_sizes(tmp_path, page_size, mode):
     db = str(tmp_path / 'p.db')
-    c = sqlite3.connect(db, isolation_level=None)
-    c.execute('PRAGMA page_size=%d' % page_size)
-    c.execute('PRAGMA journal_mode=%s' % mode)
-    c.execute('PRAGMA wal_autocheckpoint=0')
+    c = writer(db, journal_mode=mode, page_size=page_size)
     c.execute('CREATE TABLE t(x)')
     c.executemany('INSERT INTO t VALUES (?)', [('v%d' % i * 20,) for i in range(2000)])
     out = str(tmp_path / 'o.db')
@@ -71,9 +76,7 @@ def test_unusual_page_sizes(tmp_path, page_size, mode):
 
 def test_hash_only_equals_file_hash(tmp_path):
     db = str(tmp_path / 'h.db')
-    c = sqlite3.connect(db, isolation_level=None)
-    c.execute('PRAGMA journal_mode=WAL')
-    c.execute('PRAGMA wal_autocheckpoint=0')
+    c = writer(db)
     c.execute('CREATE TABLE t(x)')
     c.executemany('INSERT INTO t VALUES (randomblob(500))', [()] * 3000)
     probe = S.snapshot_copy(db, None)

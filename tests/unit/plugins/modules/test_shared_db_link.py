@@ -616,6 +616,62 @@ def test_failure_during_swap_undoes_everything(estate, monkeypatch):
     assert 'removed again' in msg and estate['path'] in msg and 'Input/output error' in msg
 
 
+def test_failure_after_keeping_sidecars_removes_them_newest_first(estate, monkeypatch):
+    """The swap fails after .OLD and .OLD-journal were made: both are removed again, the newest first."""
+    # MOCK: as above, the final rename fails with an I/O error; os.unlink is only watched.
+    path, old = estate['path'], estate['old']
+    make_db(path, ['x'], journal_mode='persist')  # PERSIST keeps a -journal beside the file
+    removed = []
+    real_unlink = os.unlink
+
+    def broken_replace(*a, **kw):
+        raise OSError(errno.EIO, 'Input/output error', a[1])
+
+    def watched_unlink(p, *a, **kw):
+        removed.append(str(p))
+        return real_unlink(p, *a, **kw)
+    monkeypatch.setattr(os, 'replace', broken_replace)
+    monkeypatch.setattr(os, 'unlink', watched_unlink)
+    msg = refused(args(estate), estate['root'])
+    assert [p for p in removed if p.startswith(old)] == [old + '-journal', old]
+    assert 'linking %s to %s failed (Input/output error' % (path, estate['shared']) in msg
+    assert 'files made so far (%s, %s-journal) were removed again and %s is as it was' % (old, old, path) in msg
+    assert 'was merged into it, same content' in msg  # the journal was checkpointed before anything was made
+
+
+def test_failure_halfway_removes_what_was_made(estate, monkeypatch):
+    """Making .OLD-journal fails after .OLD was made: .OLD is removed, the link is never made."""
+    # MOCK: an I/O error while linking one file cannot be produced on demand; os.link fails for the journal.
+    path, old = estate['path'], estate['old']
+    make_db(path, ['x'], journal_mode='persist')
+    real_link = os.link
+
+    def link(src, dst, *a, **kw):
+        if str(dst).endswith('-journal'):
+            raise OSError(errno.EIO, 'Input/output error', str(dst))
+        return real_link(src, dst, *a, **kw)
+    monkeypatch.setattr(os, 'link', link)
+    msg = refused(args(estate), estate['root'])
+    assert 'files made so far (%s) were removed again' % old in msg and old + '-journal' in msg
+
+
+def test_unlinked_failure_during_swap_undoes_everything(estate, monkeypatch):
+    """Putting .OLD back fails at the rename: the -journal already copied beside the link is removed again."""
+    path, old = estate['path'], estate['old']
+    make_db(path, ['x'], journal_mode='persist')
+    ok(args(estate))
+    assert os.path.exists(old + '-journal')
+
+    # MOCK: an I/O error on rename cannot be produced on demand as root; the swap fails.
+    def broken_replace(*a, **kw):
+        raise OSError(errno.EIO, 'Input/output error', a[1])
+    monkeypatch.setattr(os, 'replace', broken_replace)
+    msg = refused(args(estate, state='unlinked'), estate['root'])
+    assert 'putting %s back as %s failed (Input/output error: %s)' % (old, path, path) in msg
+    assert 'files made so far (%s-journal) were removed again and %s is as it was.' % (path, path) in msg
+    assert os.readlink(path) == estate['shared']
+
+
 # --------------------------------------------------------------------------- unlinked
 
 
