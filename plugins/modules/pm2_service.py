@@ -386,6 +386,9 @@ class Pm2Service:
         start = time.monotonic()
         last = 'no answer'
         status = None
+        # Poll fast at first, then back off: a restarted Node app usually answers within a few hundred ms, and
+        # every 100 ms saved here is 100 ms less downtime in phase 2's switch window (which ends with this gate).
+        delay = 0.05
         while True:
             remaining = timeout - (time.monotonic() - start)
             try:
@@ -405,7 +408,8 @@ class Pm2Service:
                 self.fail('health check of pm2 process %s failed: %s did not answer HTTP %d within %s s; last answer: %s'
                           % (self.name, url, want, self.p['health_timeout'], _pm2.redact(last, self.secrets)),
                           health={'status': status, 'elapsed_ms': int(elapsed * 1000)})
-            time.sleep(min(0.5, max(0.0, timeout - elapsed)))
+            delay = min(0.5, delay * 1.5)
+            time.sleep(min(delay, max(0.0, timeout - elapsed)))
 
     # -- actions ------------------------------------------------------------
     def start_args(self):
