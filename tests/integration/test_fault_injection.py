@@ -38,6 +38,8 @@ from pathlib import Path
 import pytest
 from _estate import H, built, db_state, fault_env, require, trace_env
 
+from ansible_collections.bluegreen.dbfix.tests._fsfaults import fill, tmpfs
+
 RESULTS = H.ROOT / "bench" / "results"
 # Short timeouts keep the failure cases fast; the lock is held far longer than these.
 FAST = {"dbfix_health_timeout": 15, "dbfix_busy_timeout": 1000}
@@ -354,26 +356,13 @@ def test_full_disk_during_phase2_backup_fails_clearly_and_changes_nothing(fx, tm
     keep serving their own DBs."""
     estate = fx["estate"]
     H.restore(estate, "pre_phase2")
-    full = tmp_path / "full"
-    full.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(full)], capture_output=True, check=False).returncode:
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-    try:
-        fd = os.open(full / "filler", os.O_WRONLY | os.O_CREAT, 0o644)
-        try:
-            while True:
-                os.write(fd, b"\0" * 4096)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+    with tmpfs(tmp_path / "full", "size=256k") as full:
+        fill(full)
         before = app_files(estate)
         run = estate.playbook("phase2.yml", extra_vars={**FAST, "dbfix_phase2_backup_dir": str(full)}, log_name="phase2-diskfull")
         out = run.text()
         after = app_files(estate)
         left = sorted(os.listdir(full))
-    finally:
-        subprocess.run(["umount", "-l", str(full)], check=True)
     assert run.rc != 0, "phase 2 went on although its backups could not be written"
     assert "No space left on device" in out and str(full) in out, f"the failure does not name the full folder:\n{run.tail()}"
     assert left == ["filler"], f"a partial backup was left on the full disk: {left}"

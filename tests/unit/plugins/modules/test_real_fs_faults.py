@@ -8,71 +8,24 @@ Mounting needs root (the tests skip otherwise, saying so).
 """
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import importlib
-import io
-import json
 import os
 import sqlite3
 import subprocess
 import sys
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.bluegreen.dbfix.tests._fsfaults import fill, remount_ro, tmpfs, tree
+from ansible_collections.bluegreen.dbfix.tests.unit.plugins.modules._modrun import run_module
 
 
 def run(module, args, check=False):
-    mod = importlib.import_module('ansible_collections.bluegreen.dbfix.plugins.modules.' + module)
-    args = dict(args, _ansible_check_mode=check)
-    buf = io.StringIO()
-    with patch_module_args(args), contextlib.redirect_stdout(buf), pytest.raises(SystemExit):
-        mod.main()
-    return json.loads(buf.getvalue())
+    return run_module(importlib.import_module('ansible_collections.bluegreen.dbfix.plugins.modules.' + module), args, check=check)
 
 
 def state(d):
-    """relative path -> (sha256, mode, mtime_ns) of every file below d; -shm skipped (readers write read marks)."""
-    res = {}
-    for root, _dirs, files in os.walk(d):
-        for f in files:
-            if f.endswith('-shm'):
-                continue
-            p = os.path.join(root, f)
-            st = os.lstat(p)
-            with open(p, 'rb') as fh:
-                res[os.path.relpath(p, d)] = (hashlib.sha256(fh.read()).hexdigest(), st.st_mode, st.st_mtime_ns)
-    return res
-
-
-@contextlib.contextmanager
-def tmpfs(where, size='1m'):
-    where.mkdir()
-    if subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=%s' % size, 'tmpfs', str(where)],
-                      capture_output=True, check=False).returncode != 0:
-        pytest.skip('cannot mount a tmpfs here (needs root)')
-    try:
-        yield where
-    finally:
-        subprocess.run(['umount', '-l', str(where)], check=True)
-
-
-def remount_ro(where):
-    subprocess.run(['mount', '-o', 'remount,ro', str(where)], check=True)
-
-
-def fill(where):
-    """Fill the filesystem to the last block (a file grows until ENOSPC)."""
-    fd = os.open(os.path.join(where, 'filler'), os.O_WRONLY | os.O_CREAT, 0o644)
-    try:
-        while True:
-            os.write(fd, b'\0' * 4096)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-    # leave nothing half-written in the page cache
-    os.sync()
+    return tree(d, meta=True)
 
 
 ENV = b'# app settings\nPORT=3000\nJWT_SECRET="s3cret value"\nALLOWED_ORIGINS=http://localhost:3000\n'
@@ -93,7 +46,7 @@ def test_dotenv_set_on_a_read_only_filesystem(tmp_path):
 
 @pytest.mark.parametrize('backup', [False, True])
 def test_dotenv_set_on_a_full_filesystem(tmp_path, backup):
-    with tmpfs(tmp_path / 'full', size='256k') as full:
+    with tmpfs(tmp_path / 'full', 'size=256k') as full:
         env = full / '.env'
         env.write_bytes(ENV)
         os.chmod(env, 0o640)
@@ -121,7 +74,7 @@ def test_sqlite_migrate_on_a_full_filesystem(tmp_path):
     (migs / '001_grow.sql').write_text('CREATE TABLE blob(x);\n'
                                        'WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 4000)\n'
                                        'INSERT INTO blob SELECT randomblob(1000) FROM n;\n')
-    with tmpfs(tmp_path / 'full', size='512k') as full:
+    with tmpfs(tmp_path / 'full', 'size=512k') as full:
         db = full / 'database.db'
         _db(db)
         # the migrator creates its tracking table first: let it, so only the big migration meets the full disk

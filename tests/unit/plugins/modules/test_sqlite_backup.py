@@ -18,6 +18,7 @@ import time
 import pytest
 
 from ansible_collections.bluegreen.dbfix.plugins.modules import sqlite_backup
+from ansible_collections.bluegreen.dbfix.tests._fsfaults import tmpfs, tree
 from ansible_collections.bluegreen.dbfix.tests.unit.plugins.modules._modrun import module_runner, run_module
 
 TS = '20260101_120000'
@@ -26,24 +27,6 @@ TS = '20260101_120000'
 run = module_runner(sqlite_backup)
 
 
-def tree(d):
-    """relative path -> sha256 of every file below d (symlinks as their target text).
-
-    -shm files are skipped: they are SQLite's shared memory, which every reader updates (read marks).
-    """
-    res = {}
-    for root, _dirs, files in os.walk(d):
-        for f in files:
-            if f.endswith('-shm'):
-                continue
-            p = os.path.join(root, f)
-            rel = os.path.relpath(p, d)
-            if os.path.islink(p):
-                res[rel] = 'link:' + os.readlink(p)
-            else:
-                with open(p, 'rb') as fh:
-                    res[rel] = hashlib.sha256(fh.read()).hexdigest()
-    return res
 
 
 def make_db(path, mode='delete', rows=200):
@@ -292,16 +275,6 @@ def test_destination_missing(tmp_path):
     assert r['failed'] and 'does not exist' in r['msg'] and str(tmp_path / 'nope') in r['msg'] and db in r['msg']
     assert tree(tmp_path) == before
 
-
-@contextlib.contextmanager
-def tmpfs(where, options):
-    where.mkdir()
-    if subprocess.run(['mount', '-t', 'tmpfs', '-o', options, 'tmpfs', str(where)], capture_output=True, check=False).returncode != 0:
-        pytest.skip('cannot mount a tmpfs here (needs root)')
-    try:
-        yield where
-    finally:
-        subprocess.run(['umount', str(where)], check=True)
 
 
 def test_destination_read_only(tmp_path):

@@ -2,7 +2,6 @@
 """sqlite_info on real SQLite files: facts, read-only queries, expected columns, integrity, comparison."""
 from __future__ import annotations
 
-import hashlib
 import os
 import sqlite3
 import subprocess
@@ -11,20 +10,12 @@ import sys
 import pytest
 
 from ansible_collections.bluegreen.dbfix.plugins.modules import sqlite_info
+from ansible_collections.bluegreen.dbfix.tests._fsfaults import tree
 from ansible_collections.bluegreen.dbfix.tests.unit.plugins.modules._modrun import module_runner
 
 run = module_runner(sqlite_info)
 
 
-def tree(d):
-    res = {}
-    for root, _dirs, files in os.walk(d):
-        for f in files:
-            if f.endswith('-shm'):  # SQLite's shared memory: every reader updates it
-                continue
-            with open(os.path.join(root, f), 'rb') as fh:
-                res[os.path.relpath(os.path.join(root, f), d)] = hashlib.sha256(fh.read()).hexdigest()
-    return res
 
 
 def db(path, sql, mode='delete'):

@@ -13,20 +13,12 @@ import pytest
 
 from ansible_collections.bluegreen.dbfix.plugins.module_utils._sqlite_migrate import split_statements
 from ansible_collections.bluegreen.dbfix.plugins.modules import sqlite_migrate
+from ansible_collections.bluegreen.dbfix.tests._fsfaults import tree
 from ansible_collections.bluegreen.dbfix.tests.unit.plugins.modules._modrun import module_runner
 
 run = module_runner(sqlite_migrate)
 
 
-def tree(d):
-    res = {}
-    for root, _dirs, files in os.walk(d):
-        for f in files:
-            if f.endswith('-shm'):
-                continue
-            with open(os.path.join(root, f), 'rb') as fh:
-                res[os.path.relpath(os.path.join(root, f), d)] = hashlib.sha256(fh.read()).hexdigest()
-    return res
 
 
 @pytest.fixture
