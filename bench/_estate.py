@@ -407,6 +407,23 @@ class PlaybookRun:
 # --------------------------------------------------------------------------- prober
 
 
+def _ticks(period: float, stop: threading.Event):
+    """Yield every ``period`` seconds until ``stop`` is set (the loop of the prober and the writer).
+
+    The schedule is kept from the first tick, so a slow iteration shortens the next wait;
+    one that overran a whole period restarts the schedule instead of firing a burst to catch up.
+    """
+    nxt = time.monotonic()
+    while not stop.is_set():
+        yield
+        nxt += period
+        delay = nxt - time.monotonic()
+        if delay > 0:
+            stop.wait(delay)
+        else:
+            nxt = time.monotonic()
+
+
 class Prober:
     """Poll ``/api/health`` of each host at ``hz`` and record unavailability.
 
@@ -424,9 +441,8 @@ class Prober:
         self.samples: dict[str, list[tuple[float, bool]]] = {h.name: [] for h in hosts}
 
     def _run(self, host: Host) -> None:
-        nxt = time.monotonic()
         samples = self.samples[host.name]
-        while not self._stop.is_set():
+        for _tick in _ticks(self.period, self._stop):
             t = time.monotonic()
             try:
                 status = host.health(timeout=self.timeout)[0]
@@ -434,12 +450,6 @@ class Prober:
             except OSError:
                 ok = False
             samples.append((t, ok))
-            nxt += self.period
-            delay = nxt - time.monotonic()
-            if delay > 0:
-                self._stop.wait(delay)
-            else:
-                nxt = time.monotonic()
 
     def start(self) -> Prober:
         for h in self.hosts:
@@ -510,10 +520,7 @@ class Writer:
         self._thread: threading.Thread | None = None
 
     def _run(self) -> None:
-        seq = 0
-        nxt = time.monotonic()
-        while not self._stop.is_set():
-            seq += 1
+        for seq, _tick in enumerate(_ticks(self.period, self._stop), start=1):
             note = f"{self.prefix}{seq}"
             t = time.monotonic()
             try:
@@ -527,12 +534,6 @@ class Writer:
                 self.failed.append((t, type(exc).__name__))
             self.sent += 1
             self.latencies.append(time.monotonic() - t)
-            nxt += self.period
-            delay = nxt - time.monotonic()
-            if delay > 0:
-                self._stop.wait(delay)
-            else:
-                nxt = time.monotonic()
 
     def start(self) -> Writer:
         self._thread = threading.Thread(target=self._run, name=f"writer-{self.host.name}", daemon=True)
@@ -579,7 +580,22 @@ def timing_env(timing_file: Path, extra_callbacks: tuple[str, ...] = ()) -> dict
 
 
 def load_timing(timing_file: Path) -> dict:
+    """What dbfix_timing wrote; no plays and no tasks when it wrote nothing (the run died before its end)."""
+    if not timing_file.exists():
+        return {"tasks": [], "plays": []}
     return json.loads(timing_file.read_text(encoding="utf-8"))
+
+
+def run_figures(run: PlaybookRun, build_s: float, total_s: float, timing: dict) -> dict:
+    """The figures every benchmark run starts with: exit code, log, build and run wall time, seconds per phase, tasks."""
+    return {
+        "rc": run.rc,
+        "log": str(run.log),
+        "build_s": round(build_s, 1),
+        "total_s": round(total_s, 2),
+        "phases_s": phase_times(timing),
+        "tasks": len(timing["tasks"]),
+    }
 
 
 PHASES = ("phase1", "phase2", "cors", "rollback")

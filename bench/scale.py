@@ -46,7 +46,7 @@ def one_size(workdir: Path, pairs: int, rate: float) -> dict:
             w.stop()
         prober.stop()
         missing = sum(len(w.missing_from(Path(os.path.realpath(w.host.db_path)))) for w in writers)
-        timing = E.load_timing(timing_file) if timing_file.exists() else {"tasks": [], "plays": []}
+        timing = E.load_timing(timing_file)
         probe = prober.summary()
         blue_probe = [probe[h.name] for h in blues]
         green_probe = [probe[h.name] for h in estate.hosts if h.color == "green"]
@@ -54,19 +54,14 @@ def one_size(workdir: Path, pairs: int, rate: float) -> dict:
                         for p in range(1, pairs + 1))
         return {
             "pairs": pairs,
-            "rc": run.rc,
-            "log": str(run.log),
-            "build_s": round(build_s, 1),
-            "total_s": round(total_s, 2),
-            "phases_s": E.phase_times(timing) if timing["tasks"] else {},
-            "tasks": len(timing["tasks"]),
+            **E.run_figures(run, build_s, total_s, timing),
             "blue_longest_gap_ms_max": max(p["longest_gap_ms"] for p in blue_probe),
             "blue_total_unavailable_ms_max": max(p["total_unavailable_ms"] for p in blue_probe),
             "green_total_unavailable_ms_max": max(p["total_unavailable_ms"] for p in green_probe),
             "acknowledged": sum(len(w.acked) for w in writers),
             "missing_acknowledged": missing,
             "all_pairs_shared": shared_ok,
-            "slowest_tasks": E.slowest_tasks(timing, 12) if timing["tasks"] else [],
+            "slowest_tasks": E.slowest_tasks(timing, 12),
             "loadavg_after": Path("/proc/loadavg").read_text(encoding="ascii").split()[0],
         }
     finally:

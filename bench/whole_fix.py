@@ -57,7 +57,7 @@ def one_run(workdir: Path, idx: int, size_mb: int, rate: float) -> dict:
         final_blue = Path(os.path.realpath(blue.db_path))
         final_green = Path(os.path.realpath(green.db_path))
         missing = writer.missing_from(final_blue)
-        timing = E.load_timing(timing_file) if timing_file.exists() else {"tasks": [], "plays": []}
+        timing = E.load_timing(timing_file)
         # Map prober gaps (monotonic) to wall clock for the task overlap.
         offset = wall0 - mono0
         probe = prober.summary()
@@ -67,12 +67,7 @@ def one_run(workdir: Path, idx: int, size_mb: int, rate: float) -> dict:
         green_gaps = prober.gaps(green.name)
         glongest = max(green_gaps, key=lambda g: g[1] - g[0], default=None)
         return {
-            "rc": run.rc,
-            "log": str(run.log),
-            "build_s": round(build_s, 1),
-            "total_s": round(total_s, 2),
-            "phases_s": E.phase_times(timing) if timing["tasks"] else {},
-            "tasks": len(timing["tasks"]),
+            **E.run_figures(run, build_s, total_s, timing),
             "probe": probe,
             "writer": writer.summary(),
             "missing_acknowledged": len(missing),
@@ -83,8 +78,8 @@ def one_run(workdir: Path, idx: int, size_mb: int, rate: float) -> dict:
             "db_changed": {h.name: before[h.name] != (E.sha256_file(h.db_path) if h.db_path.exists() else "") for h in estate.hosts},
             "blue_longest_gap_tasks": in_window,
             "green_longest_gap_tasks": (E.tasks_in_window(timing, glongest[0] + offset, glongest[1] + offset) if glongest else []),
-            "slowest_tasks": E.slowest_tasks(timing, 10) if timing["tasks"] else [],
-            "by_action": E.by_action(timing) if timing["tasks"] else [],
+            "slowest_tasks": E.slowest_tasks(timing, 10),
+            "by_action": E.by_action(timing),
             "pm2_cli_s": pm2_call_s,
         }
     finally:

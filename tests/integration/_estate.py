@@ -93,10 +93,10 @@ def make_estate(prefix: str, pairs: int = 1) -> Estate:
 
 
 @contextlib.contextmanager
-def built(prefix: str, pairs: int = 1):
+def built(prefix: str, pairs: int = 1, playbooks: tuple[str, ...] = ()):
     """A built, healthy estate with snapshot 'pristine'; pm2 killed and the dir removed on exit
-    (kept, with its logs, when DBFIX_KEEP_ESTATE is set)."""
-    require()
+    (kept, with its logs, when DBFIX_KEEP_ESTATE is set). ``playbooks``: what the tests will run (see ``require``)."""
+    require(*playbooks)
     estate = make_estate(prefix, pairs)
     try:
         estate.build()

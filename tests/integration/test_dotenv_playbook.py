@@ -10,94 +10,70 @@ import json
 import os
 import shutil
 import subprocess
-import sys
-import textwrap
 
 import pytest
+from _fourstep import PLAYBOOK_BIN, ROOT, run_four_steps
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
 ORACLE = os.path.join(HERE, 'node', 'dotenv_oracle.js')
 TOOLS = os.path.join(ROOT, 'tests', 'tools', 'node_modules')
-PLAYBOOK_BIN = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
 SECRET = 'pb-Secret "quoted" # not a comment'
 ORIGINS = 'tauri://localhost,https://tauri.localhost,http://localhost:1420,http://localhost:1421'
 
 pytestmark = pytest.mark.skipif(not os.path.exists(PLAYBOOK_BIN), reason='needs ansible-playbook next to the test interpreter')
 
-PLAYBOOK = textwrap.dedent('''\
-    - name: Four steps for dotenv_set
-      hosts: localhost
-      gather_facts: false
-      vars:
-        env_link: "{{ workdir }}/app/.env"
-        env_target: "{{ workdir }}/real.env"
-        set_args: &set_args
-          path: "{{ env_link }}"
-          values:
-            ALLOWED_ORIGINS: "%(origins)s"
-            DB_PASSWORD: "{{ secret }}"
-          backup: true
-      tasks:
-        - name: Checksum before
-          ansible.builtin.stat:
-            path: "{{ env_target }}"
-          register: before
+PLAY_VARS = {'env_link': '{{ workdir }}/app/.env', 'env_target': '{{ workdir }}/real.env'}
 
-        - name: Step 1, check mode
-          bluegreen.dbfix.dotenv_set: *set_args
-          check_mode: true
-          register: step1
+SET_ARGS = {
+    'path': '{{ env_link }}',
+    'values': {'ALLOWED_ORIGINS': ORIGINS, 'DB_PASSWORD': '{{ secret }}'},
+    'backup': True,
+}
 
-        - name: Checksum after check mode
-          ansible.builtin.stat:
-            path: "{{ env_target }}"
-          register: after1
+BEFORE = '''
+    - name: Checksum before
+      ansible.builtin.stat:
+        path: "{{ env_target }}"
+      register: before
+'''
 
-        - name: Step 1 reported a change and wrote nothing
-          ansible.builtin.assert:
-            that:
-              - step1 is changed
-              - step1['keys'] | sort == ['ALLOWED_ORIGINS', 'DB_PASSWORD']
-              - step1.changed_keys | sort == ['ALLOWED_ORIGINS', 'DB_PASSWORD']
-              - after1.stat.checksum == before.stat.checksum
+PROOF = '''
+    - name: Checksum after check mode
+      ansible.builtin.stat:
+        path: "{{ env_target }}"
+      register: after1
 
-        - name: Step 2, real run
-          bluegreen.dbfix.dotenv_set: *set_args
-          register: step2
+    - name: Step 1 named both keys and wrote nothing
+      ansible.builtin.assert:
+        that:
+          - step1['keys'] | sort == ['ALLOWED_ORIGINS', 'DB_PASSWORD']
+          - step1.changed_keys | sort == ['ALLOWED_ORIGINS', 'DB_PASSWORD']
+          - after1.stat.checksum == before.stat.checksum
+'''
 
-        - name: Read the link and the target
-          ansible.builtin.stat:
-            path: "{{ item }}"
-            follow: false
-          loop: ["{{ env_link }}", "{{ env_target }}"]
-          register: after2
+EFFECT = '''
+    - name: Read the link and the target
+      ansible.builtin.stat:
+        path: "{{ item }}"
+        follow: false
+      loop: ["{{ env_link }}", "{{ env_target }}"]
+      register: after2
 
-        - name: Step 2 changed the target, kept the link and the mode, made a backup
-          ansible.builtin.assert:
-            that:
-              - step2 is changed
-              - step2.backup_file is defined
-              - after2.results[0].stat.islnk
-              - after2.results[1].stat.checksum != before.stat.checksum
-              - after2.results[1].stat.mode == '0600'
+    - name: Step 2 changed the target, kept the link and the mode, made a backup
+      ansible.builtin.assert:
+        that:
+          - step2.backup_file is defined
+          - after2.results[0].stat.islnk
+          - after2.results[1].stat.checksum != before.stat.checksum
+          - after2.results[1].stat.mode == '0600'
+'''
 
-        - name: Step 3, check mode again
-          bluegreen.dbfix.dotenv_set: *set_args
-          check_mode: true
-          register: step3
-
-        - name: Step 4, real run again
-          bluegreen.dbfix.dotenv_set: *set_args
-          register: step4
-
-        - name: Steps 3 and 4 changed nothing
-          ansible.builtin.assert:
-            that:
-              - step3 is not changed
-              - step4 is not changed
-              - step4.backup_file is not defined
-''') % {'origins': ORIGINS}
+AGAIN = '''
+    - name: Step 4 made no second backup
+      ansible.builtin.assert:
+        that:
+          - step4.backup_file is not defined
+'''
 
 ORIGINAL = b'# TimeTracking server\r\nPORT=3000\r\nexport NODE_ENV=production\r\n#ALLOWED_ORIGINS=http://localhost:5173\r\nDB_PASSWORD="old-password-value"'
 
@@ -108,16 +84,14 @@ def test_four_steps_at_the_ansible_level(tmp_path):
     target.write_bytes(ORIGINAL)
     os.chmod(target, 0o600)
     (tmp_path / 'app' / '.env').symlink_to(target)
-    pb = tmp_path / 'pb.yml'
-    pb.write_text(PLAYBOOK)
-    extra = json.dumps({'workdir': str(tmp_path), 'secret': SECRET, 'ansible_python_interpreter': sys.executable})
-    proc = subprocess.run([PLAYBOOK_BIN, '-i', 'localhost,', '-c', 'local', '-v', '--diff', str(pb), '-e', extra],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    assert 'failed=0' in proc.stdout
+    steps = run_four_steps(tmp_path, 'bluegreen.dbfix.dotenv_set', SET_ARGS, play_vars=PLAY_VARS, before=BEFORE, proof=PROOF,
+                           effect=EFFECT, again=AGAIN, extra_vars={'secret': SECRET}, options=('-v', '--diff'), timeout=300)
     # the secret must not show up anywhere, including the -v results and the --diff output
-    assert SECRET not in proc.stdout + proc.stderr
-    assert 'old-password-value' not in proc.stdout + proc.stderr
+    assert SECRET not in steps.output
+    assert 'old-password-value' not in steps.output
+    # the backup of step 2 holds the file as it was, byte for byte
+    with open(steps.results[1]['backup_file'], 'rb') as f:
+        assert f.read() == ORIGINAL
     data = target.read_bytes()
     # other lines byte for byte, the commented-out line untouched
     assert data.startswith(b'# TimeTracking server\r\nPORT=3000\r\nexport NODE_ENV=production\r\n#ALLOWED_ORIGINS=http://localhost:5173\r\n')

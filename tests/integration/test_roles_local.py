@@ -5,7 +5,7 @@ Real parts only: the estate builder lays out one blue/green pair of the Node
 test app under a temp dir (free ports, own PM2_HOME, real pm2, real SQLite,
 real .env), and the playbooks run with ``ansible-playbook`` and local
 connections, exactly as an operator would run them. pm2 is killed and the dir
-removed at teardown (``_estate.built_estate``).
+removed at teardown (``_estate.built``).
 
 Covered:
 * ``site.yml`` fixes the incident (GREEN's /api/users/me 200, both apps on one
@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import sqlite3
 import threading
@@ -29,7 +28,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _estate import H, make_estate, require
+from _estate import H, built
 
 FOREIGN = "https://evil.example"
 TAURI = "tauri://localhost"
@@ -86,16 +85,8 @@ def stopped_db_hashes(estate) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def roles_estate():
     """One pair with the incident, built once; pm2 killed and the dir removed at teardown."""
-    require("site.yml", "phase1.yml", "phase2.yml", "cors.yml", "rollback.yml")
-    built = make_estate("roles")
-    try:
-        built.build()
-        H.snapshot(built, "pristine")
-        yield built
-    finally:
-        built.kill()
-        if not os.environ.get("DBFIX_KEEP_ESTATE"):
-            shutil.rmtree(built.root, ignore_errors=True)
+    with built("roles", playbooks=("site.yml", "phase1.yml", "phase2.yml", "cors.yml", "rollback.yml")) as estate:
+        yield estate
 
 
 @pytest.fixture

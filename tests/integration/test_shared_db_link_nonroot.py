@@ -14,9 +14,9 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import textwrap
 
 import pytest
+from _fourstep import db_held_open
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 UID = GID = 4321
@@ -76,22 +76,11 @@ def run_as_app_user(site, **params):
 
 def test_app_user_links_and_unlinks_and_is_refused_while_its_app_runs(site):
     path, old = site['path'], site['path'] + '.OLD'
-    holder = subprocess.Popen([SYSTEM_PYTHON, '-c', textwrap.dedent('''
-        import sqlite3, sys, time
-        c = sqlite3.connect(sys.argv[1])
-        c.execute('SELECT count(*) FROM sqlite_master').fetchone()
-        print('ready', flush=True)
-        time.sleep(600)
-    '''), path], **AS_APP_USER, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == 'ready'
+    with db_held_open(path, SYSTEM_PYTHON, **AS_APP_USER) as holder:
         r = run_as_app_user(site)
         assert r.get('failed') is True
         assert 'pid %d' % holder.pid in r['msg']  # the user's own app is visible in /proc
         assert not os.path.islink(path) and not os.path.exists(old)
-    finally:
-        holder.kill()
-        holder.wait()
 
     r = run_as_app_user(site)
     assert not r.get('failed'), r

@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """shared_db_link through real ansible-playbook runs on localhost (real files, real processes).
 
-The four-step pattern for both states: check mode (changed, and provably nothing
-happened), real run (changed, and the effect), check mode again (not changed),
-real run again (not changed and nothing touched).
+The four-step pattern for both states (``_fourstep.four_step_runs``, one run per step):
+check mode (changed, and provably nothing happened), real run (changed, and the
+effect), check mode again (not changed), real run again (not changed and nothing
+touched).
 """
 from __future__ import annotations
 
@@ -12,14 +13,9 @@ import json
 import os
 import sqlite3
 import stat
-import subprocess
-import sys
-import textwrap
 
 import pytest
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PLAYBOOK_BIN = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
+from _fourstep import db_held_open, four_step_runs, run_playbook
 
 PLAYBOOK = """\
 ---
@@ -27,8 +23,6 @@ PLAYBOOK = """\
   hosts: localhost
   connection: local
   gather_facts: false
-  vars:
-    ansible_python_interpreter: "{{ ansible_playbook_python }}"
   tasks:
     - name: Link or unlink the app database
       bluegreen.dbfix.shared_db_link:
@@ -89,78 +83,50 @@ def play(site, state, check=False, expect_rc=0):
     """Run the playbook; return (module result, output)."""
     site['n'] += 1
     result_file = site['tmp'] / ('result-%d.json' % site['n'])
-    cmd = [PLAYBOOK_BIN, '-i', 'localhost,', site['playbook'],
-           '-e', 'db_path=%s' % site['path'], '-e', 'shared_path=%s' % site['shared'],
-           '-e', 'link_state=%s' % state, '-e', 'result_file=%s' % result_file, '--diff']
-    if check:
-        cmd.append('--check')
-    env = dict(os.environ, ANSIBLE_NOCOLOR='1', ANSIBLE_FORCE_COLOR='0')
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == expect_rc, out
+    evars = {'db_path': site['path'], 'shared_path': site['shared'], 'link_state': state, 'result_file': str(result_file)}
+    out = run_playbook(site['playbook'], evars, '--diff', *(['--check'] if check else []), expect_rc=expect_rc, timeout=300)
     if expect_rc:
         return None, out
     with open(result_file) as f:
         return json.load(f), out
 
 
+def sha(path):
+    with open(path, 'rb') as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def four_steps(site, state):
+    """check -> real -> check -> real for ``state``, the whole data dir compared between the steps."""
+    return four_step_runs(lambda check: play(site, state, check=check), lambda: snapshot(site['data']))
+
+
 def test_linked_then_unlinked_four_steps(site):
     path, old, shared = site['path'], site['old'], site['shared']
-    with open(path, 'rb') as f:
-        original = hashlib.sha256(f.read()).hexdigest()
-
-    # linked: check -> real -> check -> real
+    original = sha(path)
     before = snapshot(site['data'])
-    r, out = play(site, 'linked', check=True)
-    assert r['changed'] is True and r['previous'] == 'file' and r['target'] == shared
-    assert 'symlink -> %s' % shared in out  # --diff shows what would change
-    assert snapshot(site['data']) == before
 
-    r, _out = play(site, 'linked')
-    assert r['changed'] is True and r['old_file'] == old and r['old_method'] == 'hardlink'
+    linked = four_steps(site, 'linked')
+    step1, step2, step3, _step4 = linked.results
+    assert step1['previous'] == 'file' and step1['target'] == shared
+    assert 'symlink -> %s' % shared in linked.outputs[0]  # --diff shows what would change
+    assert step2['old_file'] == old and step2['old_method'] == 'hardlink'
     assert os.readlink(path) == shared
-    with open(old, 'rb') as f:
-        assert hashlib.sha256(f.read()).hexdigest() == original
-    linked = snapshot(site['data'])
+    assert sha(old) == original
+    assert step3['previous'] == 'link:%s' % shared
 
-    r, _out = play(site, 'linked', check=True)
-    assert r['changed'] is False and r['previous'] == 'link:%s' % shared
-    r, _out = play(site, 'linked')
-    assert r['changed'] is False
-    assert snapshot(site['data']) == linked
-
-    # unlinked: check -> real -> check -> real
-    r, _out = play(site, 'unlinked', check=True)
-    assert r['changed'] is True and r['target'] is None
-    assert snapshot(site['data']) == linked
-
-    r, _out = play(site, 'unlinked')
-    assert r['changed'] is True and r['previous'] == 'link:%s' % shared
+    unlinked = four_steps(site, 'unlinked')
+    step1, step2, step3, _step4 = unlinked.results
+    assert step1['target'] is None
+    assert step2['previous'] == 'link:%s' % shared
     assert not os.path.islink(path) and not os.path.lexists(old)
-    assert snapshot(site['data']) == before  # same inode, bytes, mode and mtime as before linking
-    restored = snapshot(site['data'])
-
-    r, _out = play(site, 'unlinked', check=True)
-    assert r['changed'] is False and r['previous'] == 'file'
-    r, _out = play(site, 'unlinked')
-    assert r['changed'] is False
-    assert snapshot(site['data']) == restored
+    assert unlinked.state == before  # same inode, bytes, mode and mtime as before linking
+    assert step3['previous'] == 'file'
 
 
 def test_playbook_fails_naming_the_process_that_holds_the_db(site):
-    holder = subprocess.Popen([sys.executable, '-c', textwrap.dedent('''
-        import sqlite3, sys, time
-        c = sqlite3.connect(sys.argv[1])
-        c.execute('SELECT count(*) FROM sqlite_master').fetchone()
-        print('ready', flush=True)
-        time.sleep(600)
-    '''), site['path']], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == 'ready'
+    with db_held_open(site['path']) as holder:
         before = snapshot(site['data'])
         _res, out = play(site, 'linked', expect_rc=2)
         assert 'pid %d' % holder.pid in out and site['path'] in out
         assert snapshot(site['data']) == before
-    finally:
-        holder.kill()
-        holder.wait()

@@ -89,6 +89,20 @@ def start(cmd):
     return subprocess.Popen([sys.executable, '-c', *cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def stop_all(stop, procs):
+    """Tell the writers and checkpointers to stop; [(stdout, stderr)] of each once it has."""
+    open(stop, 'w').close()
+    return [p.communicate(timeout=120) for p in procs]
+
+
+def final_ledger(db):
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute('SELECT seq, writer, amount, total FROM ledger ORDER BY seq').fetchall()
+    finally:
+        conn.close()
+
+
 @pytest.mark.parametrize('journal_mode,allow_fast', [('wal', True), ('wal', False), ('delete', True), ('delete', False)])
 def test_backups_of_live_db_are_consistent(tmp_path, journal_mode, allow_fast):
     db = str(tmp_path / 'live.db')
@@ -114,14 +128,11 @@ def test_backups_of_live_db_are_consistent(tmp_path, journal_mode, allow_fast):
             backups.append(out)
             time.sleep(0.02)
     finally:
-        open(stop, 'w').close()
-        outs = [p.communicate(timeout=120) for p in procs]
+        outs = stop_all(stop, procs)
     for p, (_out, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err
     commits = sum(int(out) for out, _err in outs[:3])
-    conn = sqlite3.connect(db)
-    final = conn.execute('SELECT seq, writer, amount, total FROM ledger ORDER BY seq').fetchall()
-    conn.close()
+    final = final_ledger(db)
     assert len(final) == commits
     sizes = [check_backup(b, final) for b in backups]
     # the backups really were taken while writing: they hold different, growing prefixes
@@ -165,12 +176,8 @@ while not os.path.exists(sys.argv[2]):
             S.snapshot_copy(db, out, 60000, verify='none')
             backups.append(out)
     finally:
-        open(stop, 'w').close()
-        for p in procs:
-            p.communicate(timeout=120)
-    conn = sqlite3.connect(db)
-    final = conn.execute('SELECT seq, writer, amount, total FROM ledger ORDER BY seq').fetchall()
-    conn.close()
+        stop_all(stop, procs)
+    final = final_ledger(db)
     for b in backups:
         check_backup(b, final)
 
@@ -229,11 +236,7 @@ def test_write_lock_path_when_the_header_keeps_moving(tmp_path, monkeypatch):
             backups.append(out)
     finally:
         monkeypatch.setattr(S, '_read_shm_header', real)
-        open(stop, 'w').close()
-        for p in procs:
-            p.communicate(timeout=120)
-    conn = sqlite3.connect(db)
-    final = conn.execute('SELECT seq, writer, amount, total FROM ledger ORDER BY seq').fetchall()
-    conn.close()
+        stop_all(stop, procs)
+    final = final_ledger(db)
     for b in backups:
         check_backup(b, final)

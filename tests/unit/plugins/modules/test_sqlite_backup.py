@@ -27,8 +27,6 @@ TS = '20260101_120000'
 run = module_runner(sqlite_backup)
 
 
-
-
 def make_db(path, mode='delete', rows=200):
     c = sqlite3.connect(path, isolation_level=None)
     c.execute('PRAGMA journal_mode=%s' % mode)
@@ -274,7 +272,6 @@ def test_destination_missing(tmp_path):
     r = run({'path': db, 'dest_dir': str(tmp_path / 'nope')})
     assert r['failed'] and 'does not exist' in r['msg'] and str(tmp_path / 'nope') in r['msg'] and db in r['msg']
     assert tree(tmp_path) == before
-
 
 
 def test_destination_read_only(tmp_path):

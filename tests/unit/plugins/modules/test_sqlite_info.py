@@ -16,8 +16,6 @@ from ansible_collections.bluegreen.dbfix.tests.unit.plugins.modules._modrun impo
 run = module_runner(sqlite_info)
 
 
-
-
 def db(path, sql, mode='delete'):
     c = sqlite3.connect(str(path), isolation_level=None)
     c.execute('PRAGMA journal_mode=%s' % mode)

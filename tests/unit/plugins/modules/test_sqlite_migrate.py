@@ -19,8 +19,6 @@ from ansible_collections.bluegreen.dbfix.tests.unit.plugins.modules._modrun impo
 run = module_runner(sqlite_migrate)
 
 
-
-
 @pytest.fixture
 def env(tmp_path):
     dbp = str(tmp_path / 'database.db')
