@@ -27,6 +27,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import sqlite3
 import statistics
 import subprocess
@@ -251,6 +252,12 @@ def measure(src, outdir, runs, *, writer=False, warmup=True, methods=None):
             except subprocess.CalledProcessError as e:
                 r = {'method': 'FAILED: %s' % (e.stdout or e.stderr or '')[-300:].strip()}
                 t1 = time.time()
+            except BaseException:
+                # interrupted: a writer left running would keep the disk and a CPU busy and spoil every later run
+                if w is not None:
+                    w.kill()
+                    w.wait()
+                raise
             if writer:
                 time.sleep(0.3)
                 open(stop, 'w').close()
@@ -333,6 +340,9 @@ def main():
     ap.add_argument('--live-timeout', type=float, default=60.0, help='give up on one copy under a live writer after this many s')
     ap.add_argument('--no-doc', action='store_true', help='do not rewrite docs/benchmarks.md')
     args = ap.parse_args()
+    # SIGTERM (e.g. `pkill -f bench/backup.py`) ends the run through the finally/except blocks, so no writer or
+    # copy tool is left behind committing to a deleted database for hours
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     os.makedirs(RESULTS, exist_ok=True)
     base = os.path.join(RESULTS, 'backup-%dm.db' % args.size_mb)
     t = time.time()
