@@ -127,10 +127,16 @@ fi
 podman image tag "$final_tag" localhost/dbfix-node:latest
 # Older recipes' images: untag them (layers shared with the new one stay; an
 # image a container still uses is kept).
-podman images --format '{{.Repository}}:{{.Tag}}' | grep '^localhost/dbfix-node:' \
-    | grep -v -e ":latest$" -e "^$final_tag$" | while read -r old; do
-        if podman image rm "$old" >/dev/null 2>&1; then log "removed old image $old"; fi
-    done
+# (No grep pipeline: on a new machine nothing matches, and under pipefail a
+# grep that matches nothing would fail the whole build.)
+while read -r old; do
+    case $old in
+        localhost/dbfix-node:latest | "$final_tag") continue ;;
+        localhost/dbfix-node:*) ;;
+        *) continue ;;
+    esac
+    if podman image rm "$old" >/dev/null 2>&1; then log "removed old image $old"; fi
+done < <(podman images --format '{{.Repository}}:{{.Tag}}')
 log "built $final_tag in $(($(date +%s) - t0)) s"
 echo "$final_tag" >"$CACHE/dbfix-image.tag"
 echo "$final_tag"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Prepare this machine for the Molecule scenarios (rootful podman, Debian 12).
 #
-#  1. apt: podman, runc, debootstrap (one `apt-get update`, only when something
-#     is missing).
+#  1. apt: podman, runc, catatonit (podman's --init; Debian only recommends
+#     it), debootstrap (one `apt-get update`, only when something is missing).
 #  2. /etc/containers/containers.conf: runc + cgroupfs + file events logger and
 #     ulimits root can actually grant here (podman's defaults fail on these
 #     machines: crun refuses the hybrid cgroup layout; root has no
@@ -27,7 +27,7 @@ log() { printf 'podman-setup: %s\n' "$*"; }
 
 # --- 1. packages -------------------------------------------------------------
 need=()
-for pkg in podman runc debootstrap; do
+for pkg in podman runc catatonit debootstrap; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
         need+=("$pkg")
     fi
@@ -42,7 +42,7 @@ if ((${#need[@]})); then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 else
-    log "podman, runc, debootstrap already installed"
+    log "podman, runc, catatonit, debootstrap already installed"
 fi
 
 # --- 2. containers.conf ------------------------------------------------------

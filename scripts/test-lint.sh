@@ -16,5 +16,5 @@ check yamllint "$bin/yamllint" -s .
 check ansible-lint "$bin/ansible-lint" --offline --profile production -q
 check antsibull-changelog "$bin/antsibull-changelog" lint
 check shellcheck shellcheck -S warning -x scripts/*.sh .ci/run
-echo "lint: $pass passed, $fail failed"
+echo "lint: $pass passed, $fail failed, 0 skipped"
 [ "$fail" -eq 0 ]

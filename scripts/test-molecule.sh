@@ -4,7 +4,7 @@
 # molecule.yml). A failing scenario does not stop the others. Ends with exactly
 # one summary line
 #
-#   molecule: N passed, N failed
+#   molecule: N passed, N failed, 0 skipped
 #
 # and exits non-zero when any scenario failed (or setup/build did).
 # Scenarios can be picked: scripts/test-molecule.sh default rollback
@@ -26,7 +26,7 @@ export PY_COLORS="${PY_COLORS:-0}"
 export MOLECULE_NO_LOG="${MOLECULE_NO_LOG:-false}"
 
 summary() {
-    echo "molecule: $1 passed, $2 failed"
+    echo "molecule: $1 passed, $2 failed, 0 skipped"
 }
 
 # The platforms are named blue and green, which are also the container names:
@@ -35,6 +35,31 @@ exec 8>"$ROOT/.cache/test-molecule.lock"
 if ! flock -n 8; then
     echo "test-molecule: another Molecule run holds $ROOT/.cache/test-molecule.lock, waiting" >&2
     flock 8
+fi
+
+# Under CI=true the image is built from nothing on every run, exactly as on a
+# new machine: podman's storage (graphroot/runroot) is a folder made empty for
+# this run and removed afterwards, so no image left on a used machine can help.
+# DBFIX_EMPTY_STORE=1 asks for the same outside CI.
+store=""
+drop_store() {
+    [[ -n "$store" && -d "$store" ]] || return 0
+    podman rm -a -f -t 0 >/dev/null 2>&1 || true
+    podman rmi -a -f >/dev/null 2>&1 || true
+    # Overlay mounts left by an interrupted run would keep files busy.
+    while read -r mnt; do umount -l "$mnt" 2>/dev/null || true; done \
+        < <(awk -v s="$store" 'index($2, s) == 1 {print $2}' /proc/mounts | sort -r)
+    rm -rf "$store"
+    echo "test-molecule: removed the run's container store $store"
+}
+if [[ "${CI:-}" == true || "${DBFIX_EMPTY_STORE:-}" == 1 ]]; then
+    store=$(mktemp -d /tmp/dbfix-ci-store.XXXXXX)
+    mkdir -p "$store/graph" "$store/run"
+    printf '[storage]\ndriver = "overlay"\ngraphroot = "%s"\nrunroot = "%s"\n' \
+        "$store/graph" "$store/run" >"$store/storage.conf"
+    export CONTAINERS_STORAGE_CONF="$store/storage.conf"
+    trap drop_store EXIT
+    echo "test-molecule: CI run: empty container store $store (image built from nothing)"
 fi
 
 if ! "$ROOT/scripts/podman-setup.sh"; then

@@ -1,20 +1,29 @@
 #!/usr/bin/env bash
 # Unit and integration tests (real SQLite files, real pm2, real Node). Prints
-# "pytest: N passed, N failed".
+#   pytest: N passed, N failed, N skipped
+# and one "skip: TEST - REASON" line per skipped test. Under CI=true a skip is a
+# failure (tests/conftest.py), so a broken environment cannot read as green.
+# Every temp folder of the run lives under one base folder removed at the end.
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here" || exit 1
 export PATH="$here/.venv/bin:$here/tests/tools/node_modules/.bin:$PATH"
-log=$(mktemp)
+mkdir -p "$here/.cache"
+log=$(mktemp "$here/.cache/pytest-log.XXXXXX")
+base=$(mktemp -d /tmp/dbfix-pytest.XXXXXX)
+chmod 755 "$base"  # tests hand folders to a second, unprivileged user
+cleanup() { rm -rf "$base" "$log"; }
+trap cleanup EXIT
 [ "$#" -gt 0 ] || set -- tests/unit tests/integration
-python -m pytest -p no:cacheprovider -q -rfE "$@" 2>&1 | tee "$log"
+DBFIX_SWEEP=1 python -m pytest -p no:cacheprovider -q -rfEs --basetemp="$base/t" "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 # With -q, pytest 9 prints "N passed in Xs" without the ==== padding.
 summary=$(grep -E '[0-9]+ (passed|failed|errors?|skipped).* in [0-9.]+s' "$log" | tail -n1)
 passed=$(grep -oE '[0-9]+ passed' <<<"$summary" | grep -oE '[0-9]+' || echo 0)
+skipped=$(grep -oE '[0-9]+ skipped' <<<"$summary" | grep -oE '[0-9]+' || echo 0)
 failed=$(grep -oE '[0-9]+ (failed|errors?)' <<<"$summary" | awk '{n += $1} END {print n + 0}')
-rm -f "$log"
 # pytest exits 5 when it collected nothing: that is a failure here, not a pass.
 if [ "$rc" -ne 0 ] && [ "${failed:-0}" -eq 0 ]; then failed=1; fi
-echo "pytest: ${passed:-0} passed, ${failed:-0} failed"
+grep -E '^SKIPPED ' "$log" | sed -E 's/^SKIPPED \[[0-9]+\] /skip: /'
+echo "pytest: ${passed:-0} passed, ${failed:-0} failed, ${skipped:-0} skipped"
 exit "$rc"

@@ -6,10 +6,64 @@ repository root, so tests exercise the working tree, never an installed copy.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLLECTIONS = os.path.join(ROOT, ".collections")
 if COLLECTIONS not in sys.path:
     sys.path.insert(0, COLLECTIONS)
+
+
+def _ci():
+    return os.environ.get('CI', '').lower() in ('1', 'true', 'yes')
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under CI=true a skipped test is a failure: a missing tool must not read as green."""
+    outcome = yield
+    report = outcome.get_result()
+    if not _ci() or not report.skipped or hasattr(report, 'wasxfail'):
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    reason = reason.removeprefix('Skipped: ')
+    report.outcome = 'failed'
+    report.longrepr = ('%s was skipped under CI=true (%s). In CI every test must run: install what it needs '
+                       'in scripts/setup-system.sh, scripts/setup-venv.sh or scripts/setup-node.sh.' % (item.nodeid, reason))
+
+
+_TEMP_AT_START: set[str] = set()
+
+
+def pytest_sessionstart(session):
+    import tempfile
+    top = tempfile.gettempdir()
+    _TEMP_AT_START.update(os.path.join(top, n) for n in os.listdir(top))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Stop every process a test left running in a temp folder it made (a pm2 daemon survives its test when the
+    test fails before its teardown). What is stopped is printed: it is a bug of that test, and
+    scripts/leftovers.py still reports folders that were not removed. Only where DBFIX_SWEEP=1
+    (scripts/test-pytest.sh, the one pytest of `make test`): two pytest runs at once on one machine would
+    otherwise stop each other's daemons."""
+    if os.environ.get('DBFIX_SWEEP') != '1':
+        return
+    import tempfile
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from _procs import kill_processes_under
+    top = tempfile.gettempdir()
+    roots = [os.path.join(top, n) for n in os.listdir(top) if os.path.join(top, n) not in _TEMP_AT_START]
+    factory = getattr(session.config, '_tmp_path_factory', None)
+    if factory is not None:
+        with contextlib.suppress(Exception):
+            roots.append(str(factory.getbasetemp()))
+    if not roots:
+        return
+    stopped = kill_processes_under(*roots)
+    for pid, cmd in sorted(stopped.items()):
+        print('\nconftest: stopped pid %d left running by a test: %s' % (pid, cmd[:200]))

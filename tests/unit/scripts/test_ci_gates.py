@@ -1,0 +1,75 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The CI gates themselves: a skip fails under CI=true, and a run that leaves things behind is caught.
+
+Real pytest runs (a subprocess on a throwaway test file with this project's conftest) and real processes
+and folders for scripts/leftovers.py.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+LEFTOVERS = os.path.join(ROOT, 'scripts', 'leftovers.py')
+
+
+def _inner_pytest(tmp_path, ci):
+    (tmp_path / 'conftest.py').write_text(open(os.path.join(ROOT, 'tests', 'conftest.py')).read())
+    (tmp_path / 'test_inner.py').write_text(
+        'import pytest\n\n'
+        'def test_ok():\n    pass\n\n'
+        'def test_needs_tool():\n    pytest.skip("needs frobnicate")\n\n'
+        '@pytest.mark.xfail(reason="known")\ndef test_xfail():\n    raise AssertionError\n')
+    env = dict(os.environ, CI='true' if ci else '')
+    return subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-rfEs', str(tmp_path)],
+                          capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=120, check=False)
+
+
+def test_a_skip_fails_under_ci(tmp_path):
+    res = _inner_pytest(tmp_path, ci=True)
+    assert res.returncode == 1, res.stdout
+    assert '1 failed, 1 passed, 1 xfailed' in res.stdout
+    assert 'test_needs_tool was skipped under CI=true (needs frobnicate)' in res.stdout
+
+
+def test_a_skip_is_a_skip_outside_ci(tmp_path):
+    res = _inner_pytest(tmp_path, ci=False)
+    assert res.returncode == 0, res.stdout
+    assert '1 passed, 1 skipped, 1 xfailed' in res.stdout
+
+
+def _leftovers(cmd, snap, temp):
+    env = dict(os.environ, DBFIX_LEFTOVER_TEMP_DIRS=str(temp))
+    return subprocess.run([sys.executable, LEFTOVERS, cmd, str(snap)], capture_output=True, text=True, env=env,
+                          timeout=120, check=False)
+
+
+def test_leftovers_names_a_pm2_like_daemon_and_a_temp_folder_then_passes_once_they_are_gone(tmp_path):
+    temp = tmp_path / 'tmp'
+    temp.mkdir()
+    (temp / 'before').mkdir()
+    snap = tmp_path / 'snap.json'
+    assert _leftovers('snapshot', snap, temp).returncode == 0
+    home = temp / 'dbfix-fault-x' / 'pm2home'
+    home.mkdir(parents=True)
+    # A daemonised process (its own session, reparented) with a PM2_HOME in a temp folder, as pm2's God Daemon is.
+    proc = subprocess.Popen(['sleep', '300'], env=dict(os.environ, PM2_HOME=str(home)), start_new_session=True)
+    try:
+        time.sleep(0.2)
+        res = _leftovers('check', snap, temp)
+        assert res.returncode == 1, res.stdout
+        assert 'pid %d: sleep 300 (PM2_HOME=%s' % (proc.pid, home) in res.stdout
+        assert str(temp / 'dbfix-fault-x') in res.stdout
+        assert str(temp / 'before') not in res.stdout
+        assert 'leftovers: ' in res.stdout and ' failed' in res.stdout.splitlines()[-1]
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    shutil.rmtree(temp / 'dbfix-fault-x')
+    res = _leftovers('check', snap, temp)
+    assert 'pid %d' % proc.pid not in res.stdout
+    assert 'temp folders left behind' not in res.stdout
