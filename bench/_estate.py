@@ -367,6 +367,13 @@ class Estate:
         if self.pm2_home.exists():
             with contextlib.suppress(Exception):
                 self.pm2("kill", check=False, timeout=60)
+        # A daemon respawned by a playbook that was SIGKILLed mid-task (fault injection) outlives `pm2 kill`:
+        # stop whatever still runs with this estate's PM2_HOME or in its folders.
+        import sys
+        if str(ROOT / "tests") not in sys.path:
+            sys.path.insert(0, str(ROOT / "tests"))
+        from _procs import kill_processes_under
+        kill_processes_under(self.root)
 
     def remove(self) -> None:
         self.kill()
