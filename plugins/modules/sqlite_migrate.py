@@ -171,8 +171,10 @@ rc:
 '''
 
 import os
+import pwd
 import re
 import shlex
+import shutil
 import sqlite3
 import time
 
@@ -181,63 +183,171 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.bluegreen.dbfix.plugins.module_utils import _sqlite as S
 from ansible_collections.bluegreen.dbfix.plugins.module_utils import _sqlite_migrate as M
 
+CHECK_NOTE = ' (check mode: nothing was changed)'
+SIMULATED_NOTE = (' (check mode: found by running the migrations, exactly as a real run would, on a private copy of the database '
+                  'that was removed again; nothing was changed)')
+MAX_BUSY_TIMEOUT = 2 ** 31 - 1
 
-def _backup(module, path):
+
+class Run:
+    """One run of the module: the parameters, the result every exit returns, and how a run ends."""
+
+    def __init__(self, module):
+        self.module = module
+        self.p = module.params
+        self.path = module.params['path']
+        self.check = module.check_mode
+        self.simulating = False
+        self.enforce = module.params['foreign_keys'] == 'enforce'
+        self.fk_before = []
+        self.header = None
+        self.result = dict(changed=False, applied=[], pending=[], baselined=[], repaired=[], current_version=None, backup_file=None)
+
+    def fail(self, msg):
+        if self.check:
+            msg += SIMULATED_NOTE if self.simulating else CHECK_NOTE
+        self.module.fail_json(msg=msg, **self.result)
+
+    def done(self):
+        self.module.exit_json(**self.result)
+
+    def fail_sql(self, e, what):
+        if S.is_locked_error(e):
+            self.fail(S.locked_message(self.path, self.p['busy_timeout'], e))
+        self.fail('%s on %s failed: SQLite says "%s". Nothing was changed by this step.' % (what, self.path, M.sql_error(e)))
+
+
+def _validate(run):
+    p = run.p
+    if '\x00' in p['path']:
+        run.fail('path %r contains a NUL byte. Give the path of the SQLite database file.' % p['path'])
+    if not 0 <= p['busy_timeout'] <= MAX_BUSY_TIMEOUT:
+        run.fail('busy_timeout=%d for %s is out of range: give milliseconds from 0 to %d.' % (p['busy_timeout'], p['path'], MAX_BUSY_TIMEOUT))
+    if not p['table'] or '\x00' in p['table']:
+        run.fail('table %r for %s is not a usable table name (empty or with a NUL byte). Give the tracking table\'s name, '
+                 'or leave the default schema_migrations.' % (p['table'], p['path']))
+    try:
+        run.header = S.check_db_file(p['path'])
+    except S.DbfixError as e:
+        run.fail(e.msg)
+
+
+# --------------------------------------------------------------------------- backup
+
+
+def _backup(run):
+    """A consistent backup beside the database under a name no file has yet (never overwrites one, whatever retried)."""
+    path = run.path
     ts = time.strftime('%Y%m%d_%H%M%S')
     dest_dir = os.path.dirname(os.path.abspath(path))
-    dest = os.path.join(dest_dir, S.backup_name(path, ts))
-    n = 1
-    while os.path.exists(dest):  # two runs within one second: never overwrite a backup
-        time.sleep(1.0)
-        ts = time.strftime('%Y%m%d_%H%M%S')
-        dest = os.path.join(dest_dir, S.backup_name(path, ts))
-        n += 1
-        if n > 3:
-            break
+    base = S.backup_name(path, ts)
     real = S.real_db_path(path)
-    st = os.stat(real)
+    staging = None
     try:
         S.check_dest_dir(dest_dir)
-        S.snapshot_copy(path, dest, module.params['busy_timeout'], mode=st.st_mode & 0o7777, uid=st.st_uid, gid=st.st_gid, verify='quick')
+        st = os.stat(real)
+        staging = M.staging_name(dest_dir, base)
+        S.snapshot_copy(path, staging, run.p['busy_timeout'], mode=st.st_mode & 0o7777, uid=st.st_uid, gid=st.st_gid, verify='quick')
+        dest = M.link_no_replace(staging, dest_dir, base)
+        S.fsync_dir(dest_dir)
+        return dest
     except S.DbfixError as e:
-        module.fail_json(msg='Backup before migrating failed, nothing was migrated: %s' % e.msg)
-    return dest
+        run.fail('Backup before migrating failed, nothing was migrated: %s' % e.msg)
+    except OSError as e:
+        run.fail('Backup of %s into %s before migrating failed: %s. Nothing was migrated; free space or fix the folder\'s '
+                 'permissions and rerun.' % (path, dest_dir, e.strerror or e))
+    finally:
+        if staging is not None and os.path.lexists(staging):
+            try:
+                os.unlink(staging)
+            except OSError:
+                pass
 
 
-def _short(stmt, n=300):
-    s = ' '.join(stmt.split())
-    return s if len(s) <= n else s[:n] + ' ...'
-
-
-def _start(module):
-    """The result every exit of the module returns, once the database is known to be there."""
-    result = dict(changed=False, applied=[], pending=[], baselined=[], repaired=[], current_version=None, backup_file=None)
+def _check_writable(run):
+    """The same refusal in check mode and for real when the database cannot be written (before anything is written)."""
+    real = S.real_db_path(run.path)
+    folder = os.path.dirname(real)
+    why = None
     try:
-        S.check_db_file(module.params['path'])
-    except S.DbfixError as e:
-        module.fail_json(msg=e.msg, **result)
-    return result
+        ro_fs = bool(os.statvfs(real).f_flag & os.ST_RDONLY)
+    except OSError:
+        ro_fs = False
+    if ro_fs:
+        why = 'it is on a read-only filesystem'
+    elif not os.access(real, os.W_OK):
+        why = 'this user (uid %d) has no write permission on %s' % (os.geteuid(), real)
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        sides = [real + '-wal', real + '-shm'] if run.header['wal'] else []
+        if not (sides and all(os.path.exists(x) and os.access(x, os.W_OK) for x in sides)):
+            why = 'this user (uid %d) cannot create SQLite\'s %s in the folder %s' % (
+                os.geteuid(), '-wal/-shm files' if run.header['wal'] else 'rollback journal', folder)
+    if why:
+        try:
+            owner = pwd.getpwuid(os.stat(real).st_uid).pw_name
+        except (KeyError, OSError):
+            owner = 'its owner'
+        run.fail('Cannot migrate %s: %s. Nothing was changed; run as %s (become_user) or make it writable, then rerun.'
+                 % (run.path, why, owner))
 
 
-def run_files(module):
-    p = module.params
-    path = p['path']
-    result = _start(module)
+# --------------------------------------------------------------------------- migrations_dir
+
+
+def _open(run, dbfile):
+    try:
+        conn = S.connect(dbfile, run.p['busy_timeout'])
+        conn.execute('PRAGMA foreign_keys=%s' % ('ON' if run.enforce else 'OFF'))
+        return conn
+    except sqlite3.Error as e:
+        run.fail('Cannot open %s: SQLite says "%s".' % (run.path, M.sql_error(e)))
+
+
+def _close(conn):
+    try:
+        if conn.in_transaction:
+            conn.execute('ROLLBACK')
+    except sqlite3.Error:
+        pass
+    conn.close()
+
+
+def run_files(run):
+    p = run.p
+    _validate(run)
     try:
         files = M.scan(p['migrations_dir'])
     except M.MigrationError as e:
-        module.fail_json(msg=e.msg, **result)
-    real = S.real_db_path(path)
+        run.fail(e.msg)
+    real = S.real_db_path(run.path)
+    if not run.check:
+        conn = _open(run, real)
+        try:
+            _migrate(run, conn, files)
+        finally:
+            _close(conn)
+        return
+    # Check mode runs the very same steps on a private copy, so its verdict is the real run's (a no-transaction
+    # migration included), and nothing is written beside the database, not even -wal/-shm.
+    tmp = None
     try:
-        conn = S.connect(real, p['busy_timeout'])
-    except sqlite3.Error as e:
-        module.fail_json(msg='Cannot open %s: SQLite says "%s".' % (path, e), **result)
-    try:
-        _migrate(module, conn, files, result)
+        try:
+            tmp, copy = M.private_copy(
+                real, lambda src, dest: S.snapshot_copy(src, dest, p['busy_timeout'], mode=0o600, verify='none', checksum=False),
+                p['busy_timeout'], run.header)
+        except S.DbfixError as e:
+            run.fail('Check mode could not take a private copy of %s to try the migrations on: %s' % (run.path, e.msg))
+        except (OSError, sqlite3.Error) as e:
+            run.fail('Check mode could not take a private copy of %s to try the migrations on (in %s): %s. Free space there '
+                     '(TMPDIR chooses the folder) and rerun.' % (run.path, os.environ.get('TMPDIR', '/tmp'), getattr(e, 'strerror', None) or e))
+        conn = _open(run, copy)
+        try:
+            _migrate(run, conn, files)
+        finally:
+            _close(conn)
     finally:
-        if conn.in_transaction:
-            conn.execute('ROLLBACK')
-        conn.close()
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _tracking_text(recorded):
@@ -245,38 +355,31 @@ def _tracking_text(recorded):
     return ''.join('%s %s\n' % recorded[v] for v in sorted(recorded))
 
 
-def _fail_sql(module, path, e, result, what):
-    if S.is_locked_error(e):
-        module.fail_json(msg=S.locked_message(path, module.params['busy_timeout'], e), **result)
-    module.fail_json(msg='%s on %s failed: SQLite says "%s". Nothing was changed by this step.' % (what, path, e), **result)
-
-
-def _migrate(module, conn, files, result):
-    p = module.params
-    path, table = p['path'], p['table']
-    check = module.check_mode
+def _migrate(run, conn, files):
+    module, p, result = run.module, run.p, run.result
+    path, table = run.path, p['table']
     try:
         exists = M.ensure_table(conn, table, create=False)
         applied = M.applied_rows(conn, table) if exists else {}
     except M.MigrationError as e:
-        module.fail_json(msg='%s: %s' % (path, e.msg), **result)
-    except sqlite3.DatabaseError as e:
-        _fail_sql(module, path, e, result, 'Reading the tracking table %s' % table)
+        run.fail('%s: %s' % (path, e.msg))
+    except sqlite3.Error as e:
+        run.fail_sql(e, 'Reading the tracking table %s' % table)
     by_version = {v: (fn, sha, text) for v, fn, dummy, sha, text in files}
     drift = [(v, by_version[v][0], row['sha256'], by_version[v][1]) for v, row in applied.items()
              if v in by_version and row['sha256'] != by_version[v][1]]
-    missing = [row['name'] for v, row in applied.items() if v not in by_version]
+    missing = [str(row['name']) for v, row in applied.items() if v not in by_version]
     if missing:
         module.warn('Applied migrations of %s have no file in %s any more: %s' % (path, p['migrations_dir'], ', '.join(missing)))
     if drift and not p['repair']:
-        module.fail_json(msg='Applied migrations of %s were edited after they ran: %s. Restore the original files, or add the change as a '
-                             'new migration; pass repair=true only if the edit is known to be harmless (it re-records checksums).'
-                             % (path, '; '.join('%s (recorded sha256 %s, file now %s)' % (fn, old[:12], new[:12]) for v, fn, old, new in drift)),
-                         **result)
+        run.fail('Applied migrations of %s were edited after they ran: %s. Restore the original files, or add the change as a '
+                 'new migration; pass repair=true only if the edit is known to be harmless (it re-records checksums).'
+                 % (path, '; '.join('%s (recorded sha256 %s, file now %s)' % (fn, str(old)[:12], new[:12]) for v, fn, old, new in drift)))
     todo_baseline = [v for v in by_version if p['baseline'] is not None and v <= p['baseline'] and v not in applied]
     pending = [v for v in sorted(by_version) if v not in applied and v not in todo_baseline and (p['target'] is None or v <= p['target'])]
     beyond = [by_version[v][0] for v in sorted(by_version) if v not in applied and v not in todo_baseline and v not in pending]
-    result['current_version'] = max(applied) if applied else None
+    before_version = max(applied) if applied else None
+    result['current_version'] = before_version
     result['repaired'] = [fn for v, fn, old, new in drift]
     result['baselined'] = [by_version[v][0] for v in sorted(todo_baseline)]
 
@@ -296,16 +399,30 @@ def _migrate(module, conn, files, result):
     if not (drift or todo_baseline or pending):
         result['pending'] = beyond
         diff([])
-        module.exit_json(**result)
+        run.done()
     result['changed'] = True
-    if check:
-        result['applied'] = [by_version[v][0] for v in pending]
-        result['pending'] = [by_version[v][0] for v in pending] + beyond
-        _dry_run(module, conn, pending, by_version, result)
-        diff(pending)
-        module.exit_json(**result)
+    _check_writable(run)
     if p['backup']:
-        result['backup_file'] = _backup(module, path)
+        if run.check:
+            try:
+                S.check_dest_dir(os.path.dirname(os.path.abspath(path)))
+            except S.DbfixError as e:
+                run.fail('Backup before migrating failed, nothing was migrated: %s' % e.msg)
+        else:
+            result['backup_file'] = _backup(run)
+    run.simulating = run.check
+    if run.enforce:
+        try:
+            run.fk_before = M.fk_violations(conn)
+        except sqlite3.Error as e:
+            if S.is_locked_error(e):
+                run.fail(S.locked_message(path, p['busy_timeout'], e))
+            run.fail('PRAGMA foreign_key_check fails on %s as it is, before any migration: SQLite says "%s". Fix the schema '
+                     '(a foreign key must reference a PRIMARY KEY or UNIQUE column of an existing table), or pass foreign_keys=off '
+                     'to migrate without foreign-key checks. Nothing was changed.' % (path, M.sql_error(e)))
+        if run.fk_before and not run.check:
+            module.warn('%s already had %d row(s) breaking foreign keys before this run (%s); sqlite_migrate only refuses '
+                        'migrations that add such rows.' % (path, len(run.fk_before), M.describe_violations(conn, run.fk_before, 3)))
     try:
         if drift or todo_baseline:
             conn.execute('BEGIN IMMEDIATE')
@@ -316,142 +433,183 @@ def _migrate(module, conn, files, result):
             M.record(conn, table, version=v, name=by_version[v][0], sha=by_version[v][1], ms=0)
         if conn.in_transaction:
             conn.execute('COMMIT')
-    except sqlite3.DatabaseError as e:
-        if conn.in_transaction:
-            conn.execute('ROLLBACK')
-        _fail_sql(module, path, e, result, 'Recording baseline/repair in %s' % table)
+    except M.MigrationError as e:
+        run.fail('%s: %s' % (path, e.msg))
+    except sqlite3.Error as e:
+        _close_tx(conn)
+        run.fail_sql(e, 'Recording baseline/repair in %s' % table)
     if todo_baseline:
         result['current_version'] = max([result['current_version'] or 0, *todo_baseline])
     remaining = [by_version[v][0] for v in pending]
     for v in pending:
         fn, sha, text = by_version[v]
         result['pending'] = remaining + beyond
-        _apply_one(module, conn, (v, fn, sha, text), result)
+        _apply_one(run, conn, (v, fn, sha, text))
         result['applied'].append(fn)
         remaining.remove(fn)
         result['current_version'] = v if result['current_version'] is None else max(result['current_version'], v)
     result['pending'] = beyond
+    if run.check:
+        # what the real run would do; the database itself is as it was
+        result['pending'] = [by_version[v][0] for v in pending] + beyond
+        result['current_version'] = before_version
     diff(pending)
-    module.exit_json(**result)
+    run.done()
 
 
-def _statements(module, fn, text, result, *, in_tx):
-    path = module.params['path']
-    stmts = M.split_statements(text)
-    if in_tx:
-        ctl = [s for s in stmts if M.is_tx_control(s)]
-        if ctl:
-            module.fail_json(msg='Migration %s for %s contains its own transaction control (%s). sqlite_migrate wraps each migration in a '
-                                 'transaction; remove it, or mark the file with "-- dbfix: no-transaction". Nothing of it was applied.'
-                                 % (fn, path, _short(ctl[0], 80)), **result)
-    return stmts
+def _close_tx(conn):
+    try:
+        if conn.in_transaction:
+            conn.execute('ROLLBACK')
+    except sqlite3.Error:
+        pass
 
 
-def _apply_one(module, conn, migration, result):
-    path, table = module.params['path'], module.params['table']
+def _refuse_statements(run, fn, stmts):
+    """Statements a transactional migration must not hold (checked before anything of it runs)."""
+    ctl = [s for s in stmts if M.is_tx_control(s)]
+    if ctl:
+        run.fail('Migration %s for %s contains its own transaction control (%s). sqlite_migrate wraps each migration in a '
+                 'transaction; remove it, or mark the file with "-- dbfix: no-transaction". Nothing of it was applied.'
+                 % (fn, run.path, M.shorten(ctl[0])))
+    fkp = [s for s in stmts if M.is_fk_pragma(s)]
+    if fkp:
+        run.fail('Migration %s for %s sets foreign keys inside its transaction (%s), where SQLite silently ignores it: foreign keys would '
+                 'stay %s while it runs. To rebuild a table with foreign keys off (SQLite\'s 12-step ALTER TABLE), mark the file with '
+                 '"-- dbfix: no-transaction" and give it its own PRAGMA foreign_keys=OFF; BEGIN; ... COMMIT; sqlite_migrate switches '
+                 'them back on and runs foreign_key_check after it. Nothing of it was applied.'
+                 % (fn, run.path, M.shorten(fkp[0]), 'on' if run.enforce else 'off'))
+
+
+def _apply_one(run, conn, migration):
+    p = run.p
+    path, table = run.path, p['table']
     v, fn, sha, text = migration
     in_tx = not M.no_transaction(text)
-    stmts = _statements(module, fn, text, result, in_tx=in_tx)
+    stmts = M.split_statements(text)
+    if in_tx:
+        _refuse_statements(run, fn, stmts)
     t0 = time.time()
     stmt = None
+    after = None
     try:
         if in_tx:
             conn.execute('BEGIN IMMEDIATE')
+            if run.enforce:
+                # violations are counted until the end of the migration, where foreign_key_check names each row
+                conn.execute('PRAGMA defer_foreign_keys=ON')
             # the tracking table is created in the first migration's transaction: a failure leaves the file as it was
             M.ensure_table(conn, table, create=True)
         for stmt in stmts:
             conn.execute(stmt)
         stmt = None
         if not in_tx:
+            if conn.in_transaction:
+                conn.execute('ROLLBACK')
+                run.fail('Migration %s on %s left a transaction open (a BEGIN without its COMMIT); that transaction was rolled back. '
+                         'It is marked no-transaction, so statements before it stay applied; it was not recorded. Close the '
+                         'transaction in the file and rerun.' % (fn, path))
+            if run.enforce:
+                conn.execute('PRAGMA foreign_keys=ON')  # a 12-step ALTER switched them off; the check below needs them on
             conn.execute('BEGIN IMMEDIATE')
             M.ensure_table(conn, table, create=True)
+        if run.enforce:
+            after = M.fk_violations(conn)
+            new = M.new_violations(run.fk_before, after)
+            if new:
+                detail = M.describe_violations(conn, new)
+                _close_tx(conn)
+                run.fail('Migration %s on %s leaves %d row(s) whose foreign key points at no parent row: %s. %s Foreign keys are '
+                         'enforced as the app enforces them (PRAGMA foreign_keys=ON, foreign_key_check before commit). Fix the '
+                         'migration or the data and rerun; foreign_keys=off turns this check off.'
+                         % (fn, path, len(new), detail,
+                            'It was rolled back; earlier migrations stay applied.' if in_tx else
+                            'It is marked no-transaction, so its statements stay applied, but it was not recorded as applied; '
+                            'repair those rows (or restore the backup) before rerunning.'))
         M.record(conn, table, version=v, name=fn, sha=sha, ms=int((time.time() - t0) * 1000))
         conn.execute('COMMIT')
+        if after is not None:
+            run.fk_before = after
+    except M.MigrationError as e:
+        _close_tx(conn)
+        run.fail('Migration %s on %s: %s' % (fn, path, e.msg))
     except sqlite3.Error as e:
-        if conn.in_transaction:
-            conn.execute('ROLLBACK')
+        _close_tx(conn)
         if S.is_locked_error(e):
-            module.fail_json(msg='Migration %s: %s' % (fn, S.locked_message(path, module.params['busy_timeout'], e)), **result)
-        where = ('statement: %s' % _short(stmt)) if stmt else 'recording it in %s' % table
+            run.fail('Migration %s: %s' % (fn, S.locked_message(path, p['busy_timeout'], e)))
+        where = ('statement: %s' % M.shorten(stmt)) if stmt else 'recording it in %s' % table
         # SQLITE_FULL is not the migration's fault: say where space is missing instead of "fix the file"
         todo = ('free space on the filesystem holding %s and rerun' % os.path.dirname(os.path.abspath(path))
                 if getattr(e, 'sqlite_errorname', '') == 'SQLITE_FULL' or 'database or disk is full' in str(e)
                 else 'fix the file and rerun')
-        module.fail_json(msg='Migration %s failed on %s at %s -- SQLite says "%s". %s Earlier migrations stay applied; %s.'
-                             % (fn, path, where, e, 'It was rolled back.' if in_tx else
-                                'It is marked no-transaction, so statements before this one stay applied.', todo), **result)
+        run.fail('Migration %s failed on %s at %s -- SQLite says "%s". %s Earlier migrations stay applied; %s.'
+                 % (fn, path, where, M.sql_error(e), 'It was rolled back.' if in_tx else
+                    'It is marked no-transaction, so statements before this one stay applied.', todo))
 
 
-def _dry_run(module, conn, pending, by_version, result):
-    path, table = module.params['path'], module.params['table']
-    """Run pending migrations inside one transaction and roll it back (check mode)."""
-    skipped = []
-    try:
-        conn.execute('BEGIN IMMEDIATE')
-    except sqlite3.Error as e:
-        _fail_sql(module, path, e, result, 'Check-mode dry run')
-    try:
-        M.ensure_table(conn, table, create=True)
-        for v in pending:
-            fn, sha, text = by_version[v]
-            if M.no_transaction(text):
-                skipped.append(fn)
-                continue
-            stmt = None
-            try:
-                for stmt in _statements(module, fn, text, result, in_tx=True):
-                    conn.execute(stmt)
-                stmt = None
-                M.record(conn, table, version=v, name=fn, sha=sha, ms=0)
-            except sqlite3.Error as e:
-                module.fail_json(msg='Migration %s would fail on %s at %s -- SQLite says "%s" (check mode: everything was rolled back).'
-                                     % (fn, path, ('statement: %s' % _short(stmt)) if stmt else 'recording it', e), **result)
-    finally:
-        if conn.in_transaction:
-            conn.execute('ROLLBACK')
-    if skipped:
-        module.warn('Check mode did not try migrations marked no-transaction: %s' % ', '.join(skipped))
+# --------------------------------------------------------------------------- command
 
 
-def run_command(module):
-    p = module.params
-    path = p['path']
-    result = _start(module)
-    env = {}
-    for k, v in (p['environment'] or {}).items():
-        env[str(k)] = str(v)
-        if str(v):
-            module.no_log_values.add(str(v))
+def _command(run):
+    p = run.p
     cmd = p['command']
     if isinstance(cmd, str):
-        cmd = shlex.split(cmd)
+        try:
+            cmd = shlex.split(cmd)
+        except ValueError as e:
+            run.fail('command for %s cannot be split into arguments the way a shell would: %s (an unclosed quote or a trailing '
+                     'backslash?). Fix the quoting, or give command as a list.' % (run.path, e))
     elif isinstance(cmd, list):
         cmd = [str(c) for c in cmd]
     else:
-        module.fail_json(msg='command for %s must be a string or a list, got %r.' % (path, type(cmd).__name__), **result)
+        run.fail('command for %s must be a string or a list, got %s.' % (run.path, type(cmd).__name__))
+    if not cmd:
+        run.fail('command for %s is empty. Give the app\'s migrator, for example "npm run migrate".' % run.path)
+    if any('\x00' in c for c in cmd):
+        run.fail('command for %s contains a NUL byte, which no program argument can hold. Fix the command.' % run.path)
+    return cmd
+
+
+def run_command(run):
+    module, p, result = run.module, run.p, run.result
+    path = run.path
+    _validate(run)
+    env = {}
+    for key, value in (p['environment'] or {}).items():
+        k, v = str(key), '' if value is None else str(value)
+        if v:
+            module.no_log_values.add(v)
+        if not k or '=' in k or '\x00' in k or '\x00' in v:
+            run.fail('environment for the migrator of %s has an unusable variable %r (a name must be non-empty without "=" or NUL, '
+                     'a value without NUL). Fix the environment option.' % (path, k))
+        env[k] = v
+    cmd = _command(run)
     if p['chdir'] and not os.path.isdir(p['chdir']):
-        module.fail_json(msg='chdir %s for the migrator of %s is not an existing folder.' % (p['chdir'], path), **result)
+        run.fail('chdir %s for the migrator of %s is not an existing folder.' % (p['chdir'], path))
     try:
         rx = re.compile(p['uptodate_regex'])
     except re.error as e:
-        module.fail_json(msg='uptodate_regex %r is not a valid regular expression: %s.' % (p['uptodate_regex'], e), **result)
+        run.fail('uptodate_regex %r is not a valid regular expression: %s.' % (p['uptodate_regex'], e))
     if module.check_mode:
         module.warn('sqlite_migrate does not run the command %s in check mode; pending migrations are unknown.' % ' '.join(cmd))
-        module.exit_json(**result)
+        run.done()
     if p['backup']:
-        result['backup_file'] = _backup(module, path)
+        result['backup_file'] = _backup(run)
     rc, out, err = module.run_command(cmd, cwd=p['chdir'], environ_update=env)
     result.update(rc=rc, stdout=out, stderr=err)
     if rc != 0:
-        module.fail_json(msg='The migrator %s for %s failed with exit code %d: %s. The backup (if any) is %s.'
-                             % (' '.join(cmd), path, rc, (err or out).strip()[-2000:], result['backup_file']), **result)
+        run.fail('The migrator %s for %s failed with exit code %d: %s. The backup (if any) is %s.'
+                 % (' '.join(cmd), path, rc, (err or out).strip()[-2000:], result['backup_file']))
     if rx.search(out) or rx.search(err):
         if result['backup_file']:
-            os.unlink(result['backup_file'])
-            result['backup_file'] = None
-        module.exit_json(**result)
+            try:
+                os.unlink(result['backup_file'])
+                result['backup_file'] = None
+            except OSError as e:
+                module.warn('The backup %s was not needed but could not be removed: %s.' % (result['backup_file'], e.strerror or e))
+        run.done()
     result['changed'] = True
-    module.exit_json(**result)
+    run.done()
 
 
 def main():
@@ -463,6 +621,7 @@ def main():
             target=dict(type='int'),
             baseline=dict(type='int'),
             repair=dict(type='bool', default=False),
+            foreign_keys=dict(type='str', default='enforce', choices=['enforce', 'off']),
             command=dict(type='raw'),
             chdir=dict(type='path'),
             environment=dict(type='dict', no_log=True),
@@ -474,10 +633,16 @@ def main():
         required_one_of=[('migrations_dir', 'command')],
         supports_check_mode=True,
     )
-    if module.params['command'] is not None:
-        run_command(module)
-    else:
-        run_files(module)
+    run = Run(module)
+    try:
+        if module.params['command'] is not None:
+            run_command(run)
+        else:
+            run_files(run)
+    except (sqlite3.Error, OSError, ValueError, OverflowError, UnicodeError) as e:
+        # the last line of defence: a message, never a traceback (tests treat reaching it as a bug)
+        run.fail('sqlite_migrate stopped on %s with an unexpected %s: %s. A transaction in progress was rolled back; '
+                 'check the database with sqlite_info and report this.' % (run.path, type(e).__name__, M.sql_error(e)))
 
 
 if __name__ == '__main__':
