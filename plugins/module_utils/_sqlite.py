@@ -56,12 +56,16 @@ from __future__ import annotations
 
 import bisect
 import errno
+import fcntl
 import hashlib
 import mmap
 import os
 import re
+import shutil
 import sqlite3
+import stat
 import struct
+import tempfile
 import threading
 import time
 
@@ -70,6 +74,8 @@ try:
 except ImportError:  # pragma: no cover - Python 2 is not supported
     from urllib import quote  # type: ignore
 
+from ansible_collections.bluegreen.dbfix.plugins.module_utils._trust import check_trusted
+
 SQLITE_MAGIC = b'SQLite format 3\x00'
 CHUNK = 8 * 1024 * 1024
 # copy_file_range step: small enough that the flusher finds dirty pages to write early, large enough that the
@@ -77,7 +83,16 @@ CHUNK = 8 * 1024 * 1024
 COPY_STEP = 64 * 1024 * 1024
 WAL_HEADER = 32
 WAL_FRAME_HEADER = 24
-BACKUP_RE_TEMPLATE = r'^%s\.backup\.(\d{8}_\d{6})$'
+# a name already taken (other content, a concurrent run) gets the next free ``.N``: a backup is never overwritten
+BACKUP_RE_TEMPLATE = r'^%s\.backup\.(\d{8}_\d{6})(?:\.(\d{1,6}))?$'
+JOURNAL_MAGIC = b'\xd9\xd5\x05\xf9\x20\xa1\x63\xd7'
+WAL_MAGICS = (0x377f0682, 0x377f0683)
+# SQLite's POSIX lock bytes (os_unix.c): a RESERVED writer locks one byte, every reader (and, in WAL mode, every
+# open connection) read-locks the SHARED range
+PENDING_BYTE = 0x40000000
+RESERVED_BYTE = PENDING_BYTE + 1
+SHARED_FIRST = PENDING_BYTE + 2
+SHARED_SIZE = 510
 TIMESTAMP_RE = re.compile(r'^\d{8}_\d{6}$')
 
 
@@ -92,6 +107,10 @@ class DbfixError(Exception):
 
 class _Fallback(Exception):
     """Internal: the fast path cannot prove consistency; use the backup API."""
+
+
+class _Unstable(Exception):
+    """Internal: an immutable read may have raced a writer that started meanwhile; read again."""
 
 
 # --------------------------------------------------------------------------- files
@@ -198,7 +217,9 @@ class AtomicFile:
             n = os.write(self.fd, view)
             view = view[n:]
 
-    def commit(self, mode=None, uid=None, gid=None):
+    def commit(self, mode=None, uid=None, gid=None, *, replace=True):
+        """fsync and rename into place; ``replace`` False: link instead, so an existing ``final`` is never replaced
+        (FileExistsError, the temp file removed)."""
         try:
             if mode is not None:
                 os.fchmod(self.fd, mode)
@@ -211,7 +232,11 @@ class AtomicFile:
             os.fsync(self.fd)
             os.close(self.fd)
             self.fd = None
-            os.replace(self.tmp, self.final)
+            if replace:
+                os.replace(self.tmp, self.final)
+            else:
+                os.link(self.tmp, self.final)  # EEXIST if the name is taken: atomically, even against another run
+                os.unlink(self.tmp)
             self.done = True
             fsync_dir(self.dir)
         except BaseException:
@@ -245,8 +270,14 @@ def uri_for(path, mode=None, immutable=False):
     return 'file:%s%s' % (quote(os.path.abspath(path)), ('?' + '&'.join(q)) if q else '')
 
 
-def connect(path, busy_timeout_ms=5000, mode=None, immutable=False):
-    """Open with autocommit (isolation_level=None): we issue BEGIN/COMMIT ourselves."""
+def connect(path, busy_timeout_ms=5000, mode=None, immutable=False, *, trust=True):
+    """Open with autocommit (isolation_level=None): we issue BEGIN/COMMIT ourselves.
+
+    ``trust``: refuse (DbfixError) first when other local users control the file, its side files or its folders
+    (see _trust.py), because SQLite would read what they planted. Only files we just made ourselves skip it.
+    """
+    if trust:
+        check_trusted(path)
     conn = sqlite3.connect(uri_for(path, mode, immutable), uri=True, timeout=max(busy_timeout_ms, 0) / 1000.0,
                            isolation_level=None, check_same_thread=False)
     conn.execute('PRAGMA busy_timeout=%d' % int(busy_timeout_ms))
@@ -288,11 +319,330 @@ def verify_file(path, level):
     """Verify a file nobody else uses (immutable: no locks, no -wal/-shm created)."""
     if level == 'none':
         return None
-    conn = connect(path, 0, mode='ro', immutable=True)
+    conn = connect(path, 0, mode='ro', immutable=True, trust=False)
     try:
         return integrity(conn, level)
     finally:
         conn.close()
+
+
+# --------------------------------------------------------------------------- crash remnants and read-only opens
+#
+# A reader must never create anything beside a database: SQLite's read-only connection to a WAL database whose
+# -wal/-shm are missing creates both (owned by whoever reads, root included, which then locks the app out of its
+# own database), and it cannot read a database with a hot rollback journal at all. So every read goes through
+# read_plan(), which looks (lstat, the side files' first bytes, SQLite's own POSIX lock bytes) before SQLite opens
+# anything, and picks one of:
+#   shared       an ordinary read-only connection: the side files SQLite needs are already there (or, in
+#                rollback-journal mode, none are needed)
+#   immutable    a WAL database nobody has open and whose WAL holds no frame: the file alone is the committed
+#                state; read it with immutable=1 under our own SHARED lock, and check afterwards that it did not
+#                change (a writer that started meanwhile would have to write frames and checkpoint first)
+#   private-copy what a crashed writer left (a hot journal, WAL frames without a -shm) is recovered by SQLite in a
+#                private copy (database + its journal or WAL, in a 0700 temp folder): the committed state, and
+#                the original files are left exactly as they are, for the app to recover itself
+
+
+def _lsize(path):
+    """Size of a regular file (not following a symlink), None if there is none."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+
+def _head(path, n):
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return b''
+    try:
+        return os.pread(fd, n, 0)
+    finally:
+        os.close(fd)
+
+
+def crash_state(path):
+    """What lies beside the database (lstat and the side files' headers only; nothing is opened by SQLite).
+
+    ``journal``: size of ``-journal`` (None if absent); ``journal_hot``: it starts with a journal header, i.e. a
+    transaction was in flight (committed or rolled-back transactions delete, truncate or zero it);
+    ``wal``: size of ``-wal``; ``wal_frames``: complete frames in it; ``shm``: a ``-shm`` exists.
+    """
+    real = real_db_path(path)
+    out = {'real': real, 'journal': _lsize(real + '-journal'), 'journal_hot': False,
+           'wal': _lsize(real + '-wal'), 'wal_frames': 0, 'shm': os.path.lexists(real + '-shm')}
+    if out['journal']:
+        out['journal_hot'] = _head(real + '-journal', 8) == JOURNAL_MAGIC
+    if out['wal'] and out['wal'] > WAL_HEADER:
+        head = _head(real + '-wal', WAL_HEADER)
+        if len(head) == WAL_HEADER and struct.unpack('>I', head[0:4])[0] in WAL_MAGICS:
+            psz = struct.unpack('>I', head[8:12])[0]
+            if 512 <= psz <= 65536:
+                out['wal_frames'] = (out['wal'] - WAL_HEADER) // (WAL_FRAME_HEADER + psz)
+    return out
+
+
+_FLOCK = '@hhqqi'
+_FLOCK_SIZE = (struct.calcsize(_FLOCK) + 7) // 8 * 8  # struct flock with its trailing padding (Linux)
+
+
+def _lock_probe(fd, start, length, exclusive):
+    """Could we take this POSIX lock right now? Asked with F_GETLK, so nothing is locked (and no lock of ours is
+    dropped) and a read-only descriptor is enough."""
+    want = fcntl.F_WRLCK if exclusive else fcntl.F_RDLCK
+    raw = struct.pack(_FLOCK, want, os.SEEK_SET, start, length, 0).ljust(_FLOCK_SIZE, b'\0')
+    got = fcntl.fcntl(fd, fcntl.F_GETLK, raw)
+    return struct.unpack(_FLOCK, got[:struct.calcsize(_FLOCK)])[0] == fcntl.F_UNLCK
+
+
+def in_use(real):
+    """(``open``, ``writing``): a connection has the database open (WAL mode) or reads it, a writer holds RESERVED.
+
+    These are the POSIX locks SQLite itself tests to tell a live writer from a crashed one; processes that opened
+    the file but take no lock (an ``immutable`` reader) are not seen. Locks of our own process are never seen.
+    """
+    fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        opened = not _lock_probe(fd, SHARED_FIRST, SHARED_SIZE, exclusive=True)
+        writing = not _lock_probe(fd, RESERVED_BYTE, 1, exclusive=False)
+        return opened, writing
+    finally:
+        os.close(fd)
+
+
+def _file_id(path):
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class ReadPlan:
+    """How to read a database without creating or changing anything beside it (see read_plan)."""
+
+    __slots__ = ('how', 'note', 'real', 'state', 'wal')
+
+    def __init__(self, how, real, state, wal, note=None):
+        self.how, self.real, self.state, self.wal, self.note = how, real, state, wal, note
+
+
+def describe_crash(path, state):
+    """Words for what a crashed writer left, '' if nothing."""
+    parts = []
+    if state['journal_hot']:
+        parts.append('a hot rollback journal %s-journal (%d bytes) from a transaction that never finished'
+                     % (state['real'], state['journal']))
+    if state['wal_frames'] and not state['shm']:
+        parts.append('a -wal %s-wal (%d bytes, %d frames) that no process has open and no -shm beside it'
+                     % (state['real'], state['wal'], state['wal_frames']))
+    return ' and '.join(parts)
+
+
+def read_plan(path, busy_timeout_ms=5000, *, trust=True):
+    """Check ``path`` (trust, then the SQLite header), look at what lies beside it, and say how to read it."""
+    if trust:
+        check_trusted(path, action='read')
+    hdr = check_db_file(path)
+    real = real_db_path(path)
+    deadline = time.monotonic() + max(busy_timeout_ms, 0) / 1000.0
+    while True:
+        state = crash_state(real)
+        wal = hdr['wal'] or state['wal'] is not None
+        if not wal:
+            if state['journal_hot'] and not in_use(real)[1]:
+                return ReadPlan('private-copy', real, state, wal,
+                                'Found %s; its committed state was recovered by rolling the journal back in a private '
+                                'copy. %s and its journal were left as they are (the app rolls it back when it next '
+                                'opens the database; sqlite3 does the same)' % (describe_crash(path, state), path))
+            return ReadPlan('shared', real, state, wal)
+        if state['wal'] is not None and state['shm']:
+            return ReadPlan('shared', real, state, wal)
+        opened, _writing = in_use(real)
+        if not opened:
+            if state['wal_frames']:
+                return ReadPlan('private-copy', real, state, wal,
+                                'Found %s (left by a writer that stopped without a checkpoint); the committed frames '
+                                'were read in a private copy. %s and its -wal were left as they are'
+                                % (describe_crash(path, state), path))
+            return ReadPlan('immutable', real, state, wal)
+        # someone has it open but its -wal/-shm are not (yet) there: an app starting up, or one in exclusive
+        # locking mode (no -shm at all); wait for it within the busy timeout, never open it ourselves meanwhile
+        if time.monotonic() >= deadline:
+            raise DbfixError(locked_message(path, busy_timeout_ms, 'open by another process without a -wal/-shm '
+                                                                   '(exclusive locking mode, or starting up)'))
+        time.sleep(0.02)
+
+
+def _copy_into(src, dst):
+    with open(src, 'rb') as f, open(dst, 'wb') as g:
+        shutil.copyfileobj(f, g, CHUNK)
+
+
+def private_copy(plan, tmp_dir=None):
+    """Copy the database and the journal/WAL a crashed writer left into a private folder and let SQLite recover
+    it there. Returns (folder, recovered database path); the caller removes the folder (shutil.rmtree).
+
+    Our SHARED lock on the original (as any reader would take) keeps a writer from changing it while we copy;
+    the files' identities are compared before and after, and a change means another try.
+    """
+    real = plan.real
+    side = real + ('-wal' if plan.state['wal_frames'] else '-journal')
+    for _attempt in range(5):
+        folder = tempfile.mkdtemp(prefix='.dbfix-recover-', dir=tmp_dir)
+        ok = False
+        try:
+            copy = os.path.join(folder, 'db')
+            lock_fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK)
+            try:
+                try:
+                    fcntl.lockf(lock_fd, fcntl.LOCK_SH | fcntl.LOCK_NB, SHARED_SIZE, SHARED_FIRST)
+                except OSError as e:
+                    raise DbfixError('Database %s became busy while its crash remnants were being read (%s). Retry.'
+                                     % (real, e)) from e
+                before = (_file_id(real), _file_id(side))
+                _copy_into(real, copy)
+                _copy_into(side, copy + side[len(real):])
+                after = (_file_id(real), _file_id(side))
+            finally:
+                os.close(lock_fd)
+            if before != after:
+                continue
+            conn = sqlite3.connect(copy, isolation_level=None)
+            try:
+                # the first read recovers (rolls back the journal / rebuilds the WAL index); then fold the WAL in,
+                # so the copy alone is the committed state
+                conn.execute('SELECT count(*) FROM sqlite_master').fetchone()
+                if plan.state['wal_frames']:
+                    conn.execute('PRAGMA wal_checkpoint(TRUNCATE)').fetchall()
+            finally:
+                conn.close()
+            ok = True
+            return folder, copy
+        except OSError as e:
+            raise DbfixError('Recovering the committed state of %s in a private copy under %s failed: %s. Nothing '
+                             'beside the database was changed; free space there (or set TMPDIR) and retry.'
+                             % (real, tmp_dir or tempfile.gettempdir(), e)) from e
+        except sqlite3.DatabaseError as e:
+            raise DbfixError('Database %s: SQLite could not recover what a crashed writer left (%s): %s. Nothing was '
+                             'changed; the database and its side files are as they were.'
+                             % (real, describe_crash(real, plan.state), e)) from e
+        finally:
+            if not ok:
+                shutil.rmtree(folder, ignore_errors=True)
+    raise DbfixError('Database %s kept changing while its crash remnants were read (a writer started). Retry.' % real)
+
+
+def explain_open_error(path, err, state=None):
+    """A message for an SQLite error on opening/reading ``path`` that says what was really found."""
+    real = real_db_path(path)
+    state = state or crash_state(real)
+    name = getattr(err, 'sqlite_errorname', '') or ''
+    found = describe_crash(path, state)
+    folder = os.path.dirname(real)
+    if 'READONLY' in name or 'CANTOPEN' in name or 'readonly' in str(err) or 'unable to open' in str(err):
+        why = []
+        if found:
+            why.append('found %s' % found)
+        if not os.access(folder, os.W_OK):
+            why.append('its folder %s is not writable by uid %d' % (folder, os.geteuid()))
+        if state['shm'] and not os.access(real + '-shm', os.W_OK):
+            why.append('its %s-shm is not writable by uid %d' % (real, os.geteuid()))
+        return ('Database %s cannot be opened for reading: SQLite says "%s" (%s). The database is not corrupt by '
+                'this; nothing was changed. Run as the database\'s owner (become_user), or let the app open it '
+                'once so it recovers its own files.' % (path, err, '; '.join(why) or 'permissions'))
+    if 'CORRUPT' in name or 'NOTADB' in name or 'malformed' in str(err) or 'not a database' in str(err):
+        return ('Database %s is damaged: SQLite says "%s"%s. Nothing was changed. Check it with PRAGMA '
+                'integrity_check; restore a backup only if that confirms the damage.'
+                % (path, err, (' (beside it: %s)' % found) if found else ''))
+    return ('Database %s cannot be read: SQLite says "%s"%s. Nothing was changed.'
+            % (path, err, (' (beside it: %s)' % found) if found else ''))
+
+
+class ReadOnly:
+    """A read-only connection (``.conn``) that created nothing beside the database; see :func:`open_readonly`.
+
+    ``how``: shared / immutable / private-copy; ``note``: what was recovered (None if nothing).
+    """
+
+    def __init__(self, path, busy_timeout_ms=5000, *, trust=True, tmp_dir=None):
+        self.path = path
+        self.conn = None
+        self._lock_fd = None
+        self._folder = None
+        self.plan = read_plan(path, busy_timeout_ms, trust=trust)
+        self.how, self.note = self.plan.how, self.plan.note
+        self.real = self.plan.real
+        self._ids = None
+        try:
+            if self.how == 'private-copy':
+                self._folder, copy = private_copy(self.plan, tmp_dir)
+                self.conn = connect(copy, busy_timeout_ms, mode='ro', trust=False)
+            elif self.how == 'immutable':
+                self._lock_fd = os.open(self.real, os.O_RDONLY | os.O_NONBLOCK)
+                fcntl.lockf(self._lock_fd, fcntl.LOCK_SH | fcntl.LOCK_NB, SHARED_SIZE, SHARED_FIRST)
+                self._ids = self._identities()
+                self.conn = connect(self.real, 0, mode='ro', immutable=True, trust=False)
+            else:
+                self.conn = connect(self.real, busy_timeout_ms, mode='ro', trust=False)
+            self.conn.execute('PRAGMA query_only=1')
+        except sqlite3.DatabaseError as e:
+            self.close()
+            if is_locked_error(e):
+                raise DbfixError(locked_message(path, busy_timeout_ms, e)) from e
+            raise DbfixError(explain_open_error(path, e, self.plan.state)) from e
+        except OSError as e:
+            self.close()
+            raise DbfixError('Database %s became busy while being opened (%s). Retry.' % (path, e)) from e
+        except BaseException:
+            self.close()
+            raise
+
+    def _identities(self):
+        return tuple(_file_id(self.real + s) for s in ('', '-wal', '-journal'))
+
+    def stable(self):
+        """True unless an immutable read may have raced a writer (the database or a side file changed)."""
+        return self._ids is None or self._identities() == self._ids
+
+    def close(self):
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def open_readonly(path, busy_timeout_ms=5000, *, trust=True, tmp_dir=None):
+    """Open ``path`` for reading so that nothing appears or changes beside it (no -wal/-shm, no journal rollback).
+
+    Use as ``with open_readonly(p) as ro: ro.conn.execute(...)``. Raises DbfixError (untrusted files, not a
+    database, locked, unreadable: the message says what was found). See :func:`read_consistent` for reads that
+    must also be retried when a writer started during an immutable read.
+    """
+    return ReadOnly(path, busy_timeout_ms, trust=trust, tmp_dir=tmp_dir)
+
+
+def read_consistent(path, fn, busy_timeout_ms=5000, *, trust=True, tries=5):
+    """``fn(conn)`` on a read-only open of ``path`` (see open_readonly), retried if the database changed meanwhile."""
+    for _attempt in range(tries):
+        with open_readonly(path, busy_timeout_ms, trust=trust) as ro:
+            result = fn(ro.conn)
+            if ro.stable():
+                return result
+    raise DbfixError('Database %s kept changing while being read (a writer started). Retry.' % path)
 
 
 # --------------------------------------------------------------------------- snapshot copy
@@ -326,9 +676,15 @@ def _read_shm_header(shm_fd):
 class Snapshot:
     """A pinned, consistent read snapshot of a database and a way to stream its image."""
 
-    def __init__(self, path, busy_timeout_ms=5000, allow_fast=True):
+    def __init__(self, path, busy_timeout_ms=5000, allow_fast=True, *, trust=True, tmp_dir=None):
         self.path = path
         self.real = real_db_path(path)
+        self.trust = trust
+        self.tmp_dir = tmp_dir
+        self.note = None      # what a crashed writer left and how it was recovered (see read_plan)
+        self.how = None
+        self._folder = None
+        self._ids = None
         self.busy_timeout_ms = busy_timeout_ms
         self.conn = None
         self.method = None
@@ -344,10 +700,16 @@ class Snapshot:
 
     # -- opening
     def open(self):
-        check_db_file(self.path)
+        plan = read_plan(self.path, self.busy_timeout_ms, trust=self.trust)
+        self.how, self.note = plan.how, plan.note
         try:
+            if plan.how == 'private-copy':
+                self._folder, self.real = private_copy(plan, self.tmp_dir)
+            if plan.how == 'immutable':
+                self._open_immutable()
+                return self
             # read-only: this connection never checkpoints or deletes the WAL when it closes
-            self.conn = connect(self.real, self.busy_timeout_ms, mode='ro')
+            self.conn = connect(self.real, self.busy_timeout_ms, mode='ro', trust=False)
             self.conn.execute('PRAGMA query_only=1')
             self.journal_mode = self.conn.execute('PRAGMA journal_mode').fetchone()[0].lower()
             if self.journal_mode == 'wal':
@@ -361,9 +723,34 @@ class Snapshot:
             self.close()
             if is_locked_error(e):
                 raise DbfixError(locked_message(self.path, self.busy_timeout_ms, e)) from e
-            raise DbfixError('Database %s cannot be read: SQLite says "%s" (the schema read failed, so the file is corrupt '
-                             'or not a database). Nothing was changed; restore it from a backup or repair it.' % (self.path, e)) from e
+            raise DbfixError(explain_open_error(self.path, e, plan.state)) from e
+        except BaseException:
+            self.close()
+            raise
         return self
+
+    def _open_immutable(self):
+        """A WAL database nobody has open, with no WAL frames: the file alone is the snapshot (see read_plan)."""
+        fd = os.open(self.real, os.O_RDONLY | os.O_NONBLOCK)
+        self._fds.append(fd)  # closed in close(), after the connection: our SHARED lock lives on it
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB, SHARED_SIZE, SHARED_FIRST)
+        except OSError as e:
+            raise _Unstable() from e
+        self._ids = self._identities()
+        self.conn = connect(self.real, 0, mode='ro', immutable=True, trust=False)
+        self.journal_mode = 'wal'
+        self._begin()
+        self.method = 'snapshot-copy'
+        self.page_size = self.conn.execute('PRAGMA page_size').fetchone()[0]
+        self.n_page = self.conn.execute('PRAGMA page_count').fetchone()[0]
+
+    def _identities(self):
+        return tuple(_file_id(self.real + s) for s in ('', '-wal', '-journal'))
+
+    def stable(self):
+        """False if an immutable read may have raced a writer that started meanwhile (then read again)."""
+        return self._ids is None or self._identities() == self._ids
 
     def _begin(self):
         self.conn.execute('BEGIN')
@@ -490,6 +877,9 @@ class Snapshot:
                 pass
         self._fds = []
         self._src = None
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
 
     def __enter__(self):
         return self.open()
@@ -675,7 +1065,7 @@ def _backup_api_copy(snap, tmp_path):
 
 
 def snapshot_copy(path, dest_file=None, busy_timeout_ms=5000, *, mode=None, uid=None, gid=None, verify='quick',
-                  allow_fast=True, before_commit=None, checksum=True):
+                  allow_fast=True, before_commit=None, checksum=True, trust=True, replace=True, tmp_dir=None):
     """Copy a consistent snapshot of ``path``; return a result dict.
 
     ``checksum`` False: ``sha256`` is None and nothing is hashed (the copy then costs what ``cp`` costs).
@@ -683,12 +1073,30 @@ def snapshot_copy(path, dest_file=None, busy_timeout_ms=5000, *, mode=None, uid=
     ``dest_file`` None: nothing is written; only the snapshot's sha256/size are
     computed (check mode, skip_unchanged). ``before_commit(info)`` may return
     False to discard the copy (it was unchanged).
+
+    Nothing is created or changed beside ``path`` (see read_plan); ``info['recovered']`` says what a crashed
+    writer had left and how its committed state was read (None if nothing). ``replace`` False: never replace an
+    existing ``dest_file`` (FileExistsError if one appeared meanwhile). ``trust``: check the files' owners first
+    (see _trust.py).
     """
+    for _attempt in range(5):
+        try:
+            return _snapshot_copy_once(path, dest_file, busy_timeout_ms, mode=mode, uid=uid, gid=gid, verify=verify,
+                                       allow_fast=allow_fast, before_commit=before_commit, checksum=checksum,
+                                       trust=trust, replace=replace, tmp_dir=tmp_dir)
+        except _Unstable:
+            time.sleep(0.05)
+    raise DbfixError('Database %s kept changing while it was copied (a writer started without a -wal). Nothing was '
+                     'written; retry.' % path)
+
+
+def _snapshot_copy_once(path, dest_file, busy_timeout_ms, *, mode, uid, gid, verify, allow_fast, before_commit, checksum,
+                        trust, replace, tmp_dir):
     t0 = time.time()
-    snap = Snapshot(path, busy_timeout_ms, allow_fast=allow_fast).open()
+    snap = Snapshot(path, busy_timeout_ms, allow_fast=allow_fast, trust=trust, tmp_dir=tmp_dir).open()
     out = None
     try:
-        info = {'journal_mode': snap.journal_mode}
+        info = {'journal_mode': snap.journal_mode, 'recovered': snap.note}
         if dest_file is None:
             if snap.method == 'snapshot-copy':
                 info['sha256'] = snap.stream(None)
@@ -698,6 +1106,8 @@ def snapshot_copy(path, dest_file=None, busy_timeout_ms=5000, *, mode=None, uid=
                 info['size'] = None
             info['method'] = snap.method
             info['integrity'] = None
+            if not snap.stable():
+                raise _Unstable()
             return info
         out = AtomicFile(dest_file)
         try:
@@ -716,6 +1126,8 @@ def snapshot_copy(path, dest_file=None, busy_timeout_ms=5000, *, mode=None, uid=
         except OSError as e:
             raise DbfixError('Writing the backup of %s to %s failed: %s (%s). No partial file was left; free space or choose '
                              'another destination.' % (path, dest_file, os.strerror(e.errno) if e.errno else e, e)) from e
+        if not snap.stable():
+            raise _Unstable()
         snap.close()  # release the snapshot before the (slow) verification
         info['size'] = os.fstat(out.fd).st_size
         info['integrity'] = None
@@ -735,7 +1147,9 @@ def snapshot_copy(path, dest_file=None, busy_timeout_ms=5000, *, mode=None, uid=
             info['duration_ms'] = int((time.time() - t0) * 1000)
             return info
         try:
-            out.commit(mode, uid, gid)
+            out.commit(mode, uid, gid, replace=replace)
+        except FileExistsError:
+            raise
         except OSError as e:
             raise DbfixError('Finishing the backup %s of %s failed: %s. No partial file was left.' % (dest_file, path, e)) from e
         info['duration_ms'] = int((time.time() - t0) * 1000)
@@ -749,8 +1163,21 @@ def snapshot_copy(path, dest_file=None, busy_timeout_ms=5000, *, mode=None, uid=
 # --------------------------------------------------------------------------- backups on disk
 
 
-def backup_name(db_path, timestamp):
-    return '%s.backup.%s' % (os.path.basename(db_path), timestamp)
+def backup_name(db_path, timestamp, seq=0):
+    """``<db>.backup.<timestamp>``, or ``<db>.backup.<timestamp>.<seq>`` for the seq-th other backup of that second."""
+    return '%s.backup.%s%s' % (os.path.basename(db_path), timestamp, ('.%d' % seq) if seq else '')
+
+
+def backup_candidates(dest_dir, db_path, timestamp, limit=1000):
+    """Names for a backup with this timestamp, in order: the ones that exist (to compare with), then the first free one."""
+    taken = []
+    for seq in range(limit):
+        p = os.path.join(dest_dir, backup_name(db_path, timestamp, seq))
+        if not os.path.lexists(p):
+            return taken, p
+        taken.append(p)
+    raise DbfixError('%d backups of %s with timestamp %s exist in %s already; pass another timestamp.'
+                     % (limit, db_path, timestamp, dest_dir))
 
 
 def list_backups(dest_dir, db_name):
@@ -764,7 +1191,7 @@ def list_backups(dest_dir, db_name):
     for n in names:
         m = rx.match(n)
         if m and os.path.isfile(os.path.join(dest_dir, n)):
-            found.append((m.group(1), os.path.join(dest_dir, n)))
+            found.append(((m.group(1), int(m.group(2) or 0)), os.path.join(dest_dir, n)))
     found.sort(reverse=True)
     return [p for dummy, p in found]
 

@@ -137,17 +137,18 @@ def trusted_uids(path):
     return trusted
 
 
-def untrusted_reasons(path, *, side_files=True):
+def untrusted_reasons(path, *, side_files=True, trusted=None):
     """Why ``path`` (a database, existing or not) must not be opened: a list of messages, empty when it may be.
 
     Uses only ``lstat``: call it before anything opens the database. ``side_files`` also checks ``-wal``, ``-shm``
-    and ``-journal`` beside the database's real path.
+    and ``-journal`` beside the database's real path. ``trusted``: the uids to trust instead of
+    :func:`trusted_uids` (root and we are always added), e.g. the source database's for its backup folder.
     """
     reasons = []
     groups = _Groups()
     absolute = os.path.abspath(path)
     real = os.path.realpath(absolute)
-    trusted = trusted_uids(absolute)
+    trusted = (set(trusted) | {0, os.geteuid()}) if trusted is not None else trusted_uids(absolute)
     who = 'root or ' + ', '.join(_user(u) for u in sorted(trusted - {0})) if trusted - {0} else 'root'
 
     folders = []
@@ -209,18 +210,26 @@ def untrusted_reasons(path, *, side_files=True):
     return reasons
 
 
-def untrusted_message(path, *, side_files=True, action='open'):
+def untrusted_message(path, *, side_files=True, action='open', trusted=None):
     """One message for ``fail_json`` naming every reason, or None when ``path`` may be opened."""
-    reasons = untrusted_reasons(path, side_files=side_files)
+    reasons = untrusted_reasons(path, side_files=side_files, trusted=trusted)
     if not reasons:
         return None
     return ('Refusing to %s %s before SQLite touches it: %s. Nothing was opened or changed.'
             % (action, path, '; '.join(reasons)))
 
 
-def check_trusted(path, *, side_files=True, action='open'):
+def check_trusted(path, *, side_files=True, action='open', trusted=None):
     """Raise ``_sqlite.DbfixError`` when :func:`untrusted_reasons` finds anything."""
-    msg = untrusted_message(path, side_files=side_files, action=action)
+    msg = untrusted_message(path, side_files=side_files, action=action, trusted=trusted)
     if msg is not None:
         from ansible_collections.bluegreen.dbfix.plugins.module_utils._sqlite import DbfixError
-        raise DbfixError(msg, untrusted=untrusted_reasons(path, side_files=side_files))
+        raise DbfixError(msg)
+
+
+def check_folder_trusted(folder, trusted, what='folder'):
+    """Raise ``_sqlite.DbfixError`` when users outside ``trusted`` (plus root and us) control ``folder`` or a parent."""
+    reasons = untrusted_reasons(os.path.join(folder, '.dbfix-probe'), side_files=False, trusted=trusted)
+    if reasons:
+        from ansible_collections.bluegreen.dbfix.plugins.module_utils._sqlite import DbfixError
+        raise DbfixError('Refusing to use %s %s: %s. Nothing was written.' % (what, folder, '; '.join(reasons)))

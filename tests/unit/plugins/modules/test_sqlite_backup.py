@@ -184,15 +184,35 @@ def test_skip_unchanged_is_idempotent_until_the_data_changes(tmp_path):
 
 
 def test_same_timestamp_rerun_is_unchanged_but_never_overwrites_other_content(tmp_path):
+    """Retried with one timestamp while the data changes: every run's content gets its own name (.1, .2, ...),
+    a rerun with unchanged data finds its backup again, and no backup is ever rewritten."""
     db = make_db(str(tmp_path / 'database.db'))
     r1 = run({'path': db, 'timestamp': TS})
     r2 = run({'path': db, 'timestamp': TS})
     assert r1['changed'] is True and r2['changed'] is False and r2['sha256'] == r1['sha256']
-    add_user(db, 'late@x')
-    before = tree(tmp_path)
-    r3 = run({'path': db, 'timestamp': TS})
-    assert r3['failed'] and 'already exists with different content' in r3['msg'] and r1['backup_file'] in r3['msg']
-    assert tree(tmp_path) == before
+    first = tree(tmp_path, meta=True)
+    names = [r1['backup_file']]
+    for i in range(1, 4):
+        add_user(db, 'late%d@x' % i)
+        chk = run({'path': db, 'timestamp': TS}, check=True)
+        assert chk['changed'] is True and chk['backup_file'] == r1['backup_file'] + '.%d' % i
+        r = run({'path': db, 'timestamp': TS})
+        assert r['changed'] is True and r['backup_file'] == r1['backup_file'] + '.%d' % i
+        assert ('late%d@x' % i) in [x[1] for x in rows(r['backup_file'])]
+        names.append(r['backup_file'])
+        assert run({'path': db, 'timestamp': TS})['backup_file'] == r['backup_file']  # found again, unchanged
+    now = tree(tmp_path, meta=True)
+    assert all(now[k] == v for k, v in first.items() if k.startswith('database.db.backup.'))
+    listed = sqlite_backup.S.list_backups(str(tmp_path), 'database.db')
+    assert listed == names[::-1]
+    # a fixed dest is never replaced either
+    dest = str(tmp_path / 'fixed.db')
+    run({'path': db, 'dest': dest})
+    add_user(db, 'later@x')
+    before = tree(tmp_path, meta=True)
+    r3 = run({'path': db, 'dest': dest})
+    assert r3['failed'] and 'already exists with different content' in r3['msg'] and dest in r3['msg']
+    assert tree(tmp_path, meta=True) == before
 
 
 def test_symlinked_db_is_read_through_the_link(tmp_path):
