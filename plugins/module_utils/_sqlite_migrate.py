@@ -15,7 +15,6 @@ import shutil
 import sqlite3
 import stat
 import tempfile
-import time
 
 NAME_RE = re.compile(r'^(\d+)_([A-Za-z0-9][A-Za-z0-9_.-]*)\.sql$')
 NO_TX_RE = re.compile(r'^\s*--\s*dbfix:\s*no-transaction\s*$', re.MULTILINE | re.IGNORECASE)
@@ -292,66 +291,17 @@ def describe_violations(conn, rows, limit=5):
 # --------------------------------------------------------------------------- private copy (check mode)
 
 
-def _sig(path):
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+def private_copy(snapshot):
+    """A private, consistent copy of a database in a new 0700 temp folder; returns (folder, copy path).
 
-
-def _raw_copy(src, dest):
-    fdi = os.open(src, os.O_RDONLY | getattr(os, 'O_CLOEXEC', 0))
-    try:
-        fdo = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_CLOEXEC', 0), 0o600)
-        try:
-            while True:
-                b = os.read(fdi, 1 << 20)
-                if not b:
-                    break
-                view = memoryview(b)
-                while view:
-                    view = view[os.write(fdo, view):]
-        finally:
-            os.close(fdo)
-    finally:
-        os.close(fdi)
-
-
-def private_copy(real, snapshot, busy_timeout_ms, header):
-    """A private, consistent copy of the database ``real`` in a new 0700 temp folder; returns (folder, copy path).
-
-    Nothing is created beside ``real``. ``snapshot(real, dest)`` makes a consistent copy through a read-only
-    SQLite connection (used when SQLite's side files already exist, that is when someone has the database open).
-    A database nobody has open (WAL mode without ``-shm``, or a rollback journal left by a crashed writer) is copied
-    as files, side files included, and SQLite recovers the copy exactly as it would recover the original; the copy
-    is retried while the files change under it. The caller removes the folder.
+    ``snapshot(dest, folder)`` writes the copy (``_sqlite.snapshot_copy``, which reads without creating anything
+    beside the database and recovers what a crashed writer left in a private copy inside ``folder``, as SQLite
+    would recover the original). The caller removes the folder.
     """
     tmp = tempfile.mkdtemp(prefix='dbfix-migrate-check-')
     try:
         dest = os.path.join(tmp, 'database.db')
-        wal, shm, journal = real + '-wal', real + '-shm', real + '-journal'
-        closed_wal = header['wal'] and not (os.path.exists(shm) and os.path.exists(wal))
-        hot = not header['wal'] and os.path.exists(journal) and os.path.getsize(journal) > 0
-        if closed_wal or hot:
-            side = wal if header['wal'] else journal
-            suffix = '-wal' if header['wal'] else '-journal'
-            shm_before = os.path.exists(shm)
-            for attempt in range(20):
-                before = (_sig(real), _sig(side))
-                for name in os.listdir(tmp):
-                    os.unlink(os.path.join(tmp, name))
-                _raw_copy(real, dest)
-                if os.path.exists(side):
-                    _raw_copy(side, dest + suffix)
-                if (_sig(real), _sig(side)) == before and os.path.exists(shm) == shm_before:
-                    return tmp, dest
-                if header['wal'] and os.path.exists(shm) and os.path.exists(wal):
-                    break  # someone opened it meanwhile: its side files are there now, so a snapshot creates none
-                time.sleep(0.05 * (attempt + 1))
-            for name in os.listdir(tmp):
-                os.unlink(os.path.join(tmp, name))
-        snapshot(real, dest)
+        snapshot(dest, tmp)
         return tmp, dest
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

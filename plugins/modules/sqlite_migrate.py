@@ -176,6 +176,7 @@ import re
 import shlex
 import shutil
 import sqlite3
+import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -264,27 +265,33 @@ def _backup(run):
                 pass
 
 
-def _check_writable(run):
-    """The same refusal in check mode and for real when the database cannot be written (before anything is written)."""
+def _why_unwritable(run):
+    """Why SQLite could not write the database (None if it can): the same answer in check mode and for real."""
     real = S.real_db_path(run.path)
     folder = os.path.dirname(real)
-    why = None
     try:
         ro_fs = bool(os.statvfs(real).f_flag & os.ST_RDONLY)
     except OSError:
         ro_fs = False
     if ro_fs:
-        why = 'it is on a read-only filesystem'
-    elif not os.access(real, os.W_OK):
-        why = 'this user (uid %d) has no write permission on %s' % (os.geteuid(), real)
-    elif not os.access(folder, os.W_OK | os.X_OK):
+        return 'it is on a read-only filesystem', real
+    if not os.access(real, os.W_OK):
+        return 'this user (uid %d) has no write permission on %s' % (os.geteuid(), real), real
+    if not os.access(folder, os.W_OK | os.X_OK):
         sides = [real + '-wal', real + '-shm'] if run.header['wal'] else []
         if not (sides and all(os.path.exists(x) and os.access(x, os.W_OK) for x in sides)):
-            why = 'this user (uid %d) cannot create SQLite\'s %s in the folder %s' % (
-                os.geteuid(), '-wal/-shm files' if run.header['wal'] else 'rollback journal', folder)
-    if why:
+            return 'this user (uid %d) cannot create SQLite\'s %s in the folder %s' % (
+                os.geteuid(), '-wal/-shm files' if run.header['wal'] else 'rollback journal', folder), folder
+    return None
+
+
+def _check_writable(run):
+    """Refuse, before anything is written, when the database cannot be written."""
+    found = _why_unwritable(run)
+    if found:
+        why, whose = found
         try:
-            owner = pwd.getpwuid(os.stat(real).st_uid).pw_name
+            owner = pwd.getpwuid(os.stat(whose).st_uid).pw_name
         except (KeyError, OSError):
             owner = 'its owner'
         run.fail('Cannot migrate %s: %s. Nothing was changed; run as %s (become_user) or make it writable, then rerun.'
@@ -294,11 +301,13 @@ def _check_writable(run):
 # --------------------------------------------------------------------------- migrations_dir
 
 
-def _open(run, dbfile):
+def _open(run, dbfile, trust=True):
     try:
-        conn = S.connect(dbfile, run.p['busy_timeout'])
+        conn = S.connect(dbfile, run.p['busy_timeout'], trust=trust)
         conn.execute('PRAGMA foreign_keys=%s' % ('ON' if run.enforce else 'OFF'))
         return conn
+    except S.DbfixError as e:
+        run.fail(e.msg)
     except sqlite3.Error as e:
         run.fail('Cannot open %s: SQLite says "%s".' % (run.path, M.sql_error(e)))
 
@@ -320,7 +329,9 @@ def run_files(run):
     except M.MigrationError as e:
         run.fail(e.msg)
     real = S.real_db_path(run.path)
-    if not run.check:
+    # A database this user cannot write is read from a private copy too (SQLite could not even open a WAL database
+    # without its -shm there); if anything is to be done, _migrate then refuses before writing, as check mode does.
+    if not run.check and _why_unwritable(run) is None:
         conn = _open(run, real)
         try:
             _migrate(run, conn, files)
@@ -329,18 +340,18 @@ def run_files(run):
         return
     # Check mode runs the very same steps on a private copy, so its verdict is the real run's (a no-transaction
     # migration included), and nothing is written beside the database, not even -wal/-shm.
+    who = 'Check mode' if run.check else 'sqlite_migrate (the database cannot be written here, so it reads a copy)'
     tmp = None
     try:
         try:
-            tmp, copy = M.private_copy(
-                real, lambda src, dest: S.snapshot_copy(src, dest, p['busy_timeout'], mode=0o600, verify='none', checksum=False),
-                p['busy_timeout'], run.header)
+            tmp, copy = M.private_copy(lambda dest, folder: S.snapshot_copy(
+                run.path, dest, p['busy_timeout'], mode=0o600, verify='none', checksum=False, tmp_dir=folder))
         except S.DbfixError as e:
-            run.fail('Check mode could not take a private copy of %s to try the migrations on: %s' % (run.path, e.msg))
+            run.fail('%s could not take a private copy of %s to read: %s' % (who, run.path, e.msg))
         except (OSError, sqlite3.Error) as e:
-            run.fail('Check mode could not take a private copy of %s to try the migrations on (in %s): %s. Free space there '
-                     '(TMPDIR chooses the folder) and rerun.' % (run.path, os.environ.get('TMPDIR', '/tmp'), getattr(e, 'strerror', None) or e))
-        conn = _open(run, copy)
+            run.fail('%s could not take a private copy of %s to read (in %s): %s. Free space there (TMPDIR chooses the folder) '
+                     'and rerun.' % (who, run.path, tempfile.gettempdir(), M.sql_error(e)))
+        conn = _open(run, copy, trust=False)  # our own file in our own 0700 folder
         try:
             _migrate(run, conn, files)
         finally:

@@ -128,7 +128,7 @@ def test_no_transaction_marker_allows_vacuum(env):
     before = tree(os.path.dirname(dbp))
     r = run({'path': dbp, 'migrations_dir': str(mig)}, check=True)
     # check mode now really runs the no-transaction migration (on a private copy) instead of skipping it with a warning
-    assert r['changed'] and r['applied'] == ['001_a.sql', '002_vacuum.sql'] and not r.get('warnings')
+    assert r['changed'] and r['applied'] == ['001_a.sql', '002_vacuum.sql'] and 'did not try' not in json.dumps(r.get('warnings', []))
     assert tree(os.path.dirname(dbp)) == before
     r = run({'path': dbp, 'migrations_dir': str(mig)})
     assert r['applied'] == ['001_a.sql', '002_vacuum.sql']
