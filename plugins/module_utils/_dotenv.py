@@ -52,6 +52,17 @@ _TRIM = re.compile('^' + _WS + '+|' + _WS + '+$')   # no MULTILINE: whole-string
 
 KEY_RE = re.compile(r'\A[A-Za-z0-9_.-]+\Z')
 
+# dotenv builds its result in a plain object (``obj[key] = value``): ``__proto__`` there sets the object's prototype
+# (to a string: ignored), so dotenv 16, 17 and 18 drop that definition without a word and the app never sees it.
+DROPPED_KEYS = frozenset(('__proto__',))
+# Names that dotenv keeps but that replace a member every JavaScript object inherits (``parsed.hasOwnProperty(...)``,
+# ``String(parsed)``, ``parsed.constructor``) in dotenv's result and in whatever the app merges it into; together with
+# ``prototype`` these are the names prototype-pollution attacks use. Refused as keys to set.
+SHADOWING_KEYS = frozenset((
+    'constructor', 'prototype', 'hasOwnProperty', 'isPrototypeOf', 'propertyIsEnumerable', 'toString',
+    'toLocaleString', 'valueOf', '__defineGetter__', '__defineSetter__', '__lookupGetter__', '__lookupSetter__',
+))
+
 # Unquoted values are only used for this conservative set, so the file stays
 # readable by humans and by other .env readers (shells, docker compose).
 _PLAIN_RE = re.compile(r'\A[A-Za-z0-9_./:,@%+=^~!*?\[\]{}-]+\Z')
@@ -141,10 +152,11 @@ def entries(text):
 
 
 def parse(text):
-    """``dotenv.parse()`` of ``text``: a dict, the last definition of a key wins."""
+    """``dotenv.parse()`` of ``text``: a dict, the last definition of a key wins; ``__proto__`` is dropped, as in JS."""
     result = {}
     for e in entries(text):
-        result[e.key] = e.value
+        if e.key not in DROPPED_KEYS:
+            result[e.key] = e.value
     return result
 
 
@@ -245,6 +257,19 @@ def check_key(key):
         raise DotenvError("key %r is not a name dotenv can read: use only letters, digits, '_', '.' and '-'" % (key,))
 
 
+def check_settable_key(key):
+    """``check_key`` plus the names dotenv drops or that shadow JavaScript's object members (see above)."""
+    check_key(key)
+    if key in DROPPED_KEYS:
+        raise DotenvError("key %r is refused: dotenv 16, 17 and 18 silently drop it (in JavaScript obj['__proto__'] = "
+                          "value sets the object's prototype, not a key), so the app would never see it. Choose another "
+                          "name" % (key,))
+    if key in SHADOWING_KEYS:
+        raise DotenvError("key %r is refused: it is the name of a member every JavaScript object has; as a dotenv key it "
+                          "replaces that member in dotenv's parsed result and in anything the app merges it into (the "
+                          "pattern of prototype-pollution attacks). Choose another name" % (key,))
+
+
 def _expected(before, sets, unsets):
     exp = dict(before)
     for k in unsets:
@@ -281,7 +306,9 @@ def edit(text, sets=None, unsets=None):
     """
     sets = dict(sets or {})
     unsets = list(unsets or [])
-    for k in list(sets) + unsets:
+    for k in sets:
+        check_settable_key(k)
+    for k in unsets:
         check_key(k)
     for k, v in sets.items():
         if not isinstance(v, str):
@@ -371,4 +398,25 @@ def masked(text, changed=()):
         out.append(MASK + ' (changed)' if e.key in changed else MASK)
         pos = t
     out.append(text[pos:])
+    return ''.join(out)
+
+
+def diff_view(text, changed=(), show_values=False):
+    """What dotenv reads from ``text``, one definition a line, for diffs: ``[export ]KEY=value``.
+
+    Nothing else of the file is shown: comments (often old, commented-out secrets) and lines dotenv does not read
+    (a followed symlink may lead to a file that is not a ``.env`` at all) never reach a diff. Values are masked
+    (changed keys with a distinct mask) unless ``show_values``; then they are shown as written in the file.
+    """
+    out = []
+    for e in entries(text):
+        s, t = _value_region(text, e)
+        if show_values:
+            value = text[s:t]
+        elif e.key in changed:
+            value = MASK + ' (changed)'
+        else:
+            value = MASK if s != t else ''
+        export = 'export ' if e.start != e.key_start else ''
+        out.append('%s%s=%s\n' % (export, e.key, value))
     return ''.join(out)

@@ -29,7 +29,19 @@ description:
     and the other definitions are removed, so exactly one definition remains.
   - New keys are appended at the end of the file, in the file's line-ending style.
   - The file is written atomically (a temporary file in the target's own directory, then a rename). A symlinked
-    C(.env) is followed, the target is edited and the link is kept. Mode and owner of an existing file are kept.
+    C(.env) is followed, the target is edited and the link is kept.
+  - Owner, group and mode of an existing file are kept exactly (unless O(owner), O(group) or O(mode) say otherwise),
+    also when the task runs as root on a file that belongs to the app's user. The temporary file and the backup are
+    created with their final owner, group and mode before a single byte is written into them, so no other user can
+    read a secret from them at any moment.
+  - When the task runs as a user who cannot give the rewritten file its owner or group (not root, and the file belongs
+    to another user or to a group that user is not in), it fails before writing anything instead of silently leaving
+    the C(.env) owned by the user who ran it. Run such a task as the file's owner (C(become_user)) or as root.
+  - A dangling symlink at O(path) is refused, also with O(create=true), because the file would be created wherever
+    the link points, possibly in another folder.
+  - Keys that Node's dotenv silently drops (C(__proto__)) or that replace a member every JavaScript object has
+    (C(constructor), C(prototype), C(hasOwnProperty), C(toString), C(valueOf) and the other C(Object.prototype) names)
+    cannot be set; a definition of one can still be removed with O(state=absent).
   - The task is C(changed) only when the file's bytes (or its attributes) change.
 author:
   - bluegreen.dbfix contributors (!UNKNOWN)
@@ -44,6 +56,8 @@ options:
     description:
       - Name of the variable to set or remove.
       - Must consist of letters, digits, C(_), C(.) and C(-), the names dotenv can read.
+      - C(__proto__) (dropped by dotenv) and the names of JavaScript's C(Object.prototype) members plus C(prototype)
+        are refused with O(state=present).
       - Mutually exclusive with O(values).
     type: str
   value:
@@ -68,18 +82,22 @@ options:
     description:
       - Create the file when it does not exist. New files get mode C(0600) unless O(mode) is given,
         because C(.env) files hold secrets.
+      - Never creates the target of a dangling symlink at O(path); that is refused.
       - When V(false) and the file is missing, the task fails (a typo in O(path) should not go unnoticed).
     type: bool
     default: false
   backup:
     description:
-      - Keep a timestamped copy of the file next to it before changing it (Ansible's C(backup_local)).
+      - Keep a timestamped copy of the file next to it before changing it (named as Ansible's C(backup_local) names
+        it), with the file's owner, group, mode and times.
     type: bool
     default: false
   show_values:
     description:
       - By default every value in the diff (of every key, not only the changed ones) is masked, since C(.env)
         files hold secrets.
+      - The diff shows only what dotenv reads, one C(KEY=value) line per definition; comments (old values are often
+        kept there) and lines dotenv does not read are never shown, whatever this option says.
       - Set to V(true) to see the real values in the diff. The values given in O(value)/O(values) are then no longer
         masked in the task result either. Only use it for values that are not secret.
     type: bool
@@ -95,13 +113,15 @@ attributes:
     details: Reports what would change without writing anything.
   diff_mode:
     support: full
-    details: Shows the file before and after, with values masked unless O(show_values=true).
+    details: Shows the dotenv definitions before and after (no comments or other lines), with values masked unless
+      O(show_values=true).
   idempotent:
     support: full
     details: A second run with the same arguments changes no byte.
   safe_file_operations:
     support: full
-    details: Writes a temporary file in the target's directory and renames it over the target.
+    details: Writes a temporary file in the target's directory and renames it over the target (with
+      O(unsafe_writes=true), writes in place when the rename is impossible, for example for a bind-mounted file).
 notes:
   - Only the last definition of a key counts for dotenv, and dotenv never overrides a variable that is already in the
     process environment. If the process manager (for example pm2) stores the variable in the process's environment,
@@ -169,15 +189,28 @@ path:
 """
 
 import errno
+import grp
 import os
-import tempfile
+import pwd
+import secrets
+import stat
 import time
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
 
-from ansible_collections.bluegreen.dbfix.plugins.module_utils._dotenv import DotenvError, edit, masked
+from ansible_collections.bluegreen.dbfix.plugins.module_utils._dotenv import DotenvError, diff_view, edit
+
+NEW_FILE_MODE = 0o600
+MAX_ID = 2 ** 32 - 1          # (uid_t)-1 means "leave unchanged" to chown; larger does not fit
+# rename() refusals that an in-place write (unsafe_writes) can work around, as Ansible's atomic_move does:
+# a bind-mounted single file (EBUSY), a "filesystem" that cannot rename over a file (EXDEV, EPERM, EACCES, ETXTBSY).
+RENAME_FALLBACK_ERRNOS = frozenset((errno.EPERM, errno.EXDEV, errno.EACCES, errno.ETXTBSY, errno.EBUSY))
+
+
+class Refused(Exception):
+    """A refusal before anything was written; ``msg`` names the path, what was found and what to do."""
 
 
 def _as_text(key, v):
@@ -190,113 +223,173 @@ def _as_text(key, v):
     raise DotenvError('the value for %s must be a string, number, boolean or null, not a %s' % (key, type(v).__name__))
 
 
-def run(module):
-    p = module.params
-    path = p['path']
-    target = os.path.realpath(path)
-    exists = os.path.lexists(target)
-    if exists and not os.path.isfile(target):
-        module.fail_json(msg='%s: %s is not a regular file; point path at the .env file itself' % (path, target))
-    if not exists:
-        if not p['create']:
-            module.fail_json(msg='%s does not exist%s; check path, or set create: true to create it'
-                             % (path, '' if target == os.path.abspath(path) else ' (symlink to %s)' % target))
-        parent = os.path.dirname(target) or '.'
-        if not os.path.isdir(parent):
-            module.fail_json(msg='%s: cannot create the file, its directory %s does not exist; create the directory first' % (path, parent))
-
+def _user(uid):
     try:
-        if p['key'] is not None:
-            sets = {p['key']: p['value']} if p['state'] == 'present' else {}
-            unsets = [p['key']] if p['state'] == 'absent' else []
-            if p['state'] == 'present' and p['value'] is None:
-                module.fail_json(msg='%s: value is required to set %s (state=present); use state: absent to remove it' % (path, p['key']))
-        else:
-            given = p['values'] or {}
-            if not given:
-                module.fail_json(msg='%s: values is empty; give at least one KEY: value' % path)
-            if p['state'] == 'present':
-                sets = {k: _as_text(k, v) for k, v in given.items()}
-                unsets = []
-            else:
-                sets, unsets = {}, list(given)
-    except DotenvError as e:
-        module.fail_json(msg='%s: %s. The file was left unchanged.' % (path, e))
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
 
-    for v in sets.values():
-        if v:
-            module.no_log_values.add(v)
-    if p['show_values']:
-        # explicit opt-in: the user asked to see these values (documented)
-        module.no_log_values.difference_update(sets.values())
 
-    if exists:
-        try:
-            with open(target, 'rb') as f:
-                old_bytes = f.read()
-        except OSError as e:
-            module.fail_json(msg='%s: cannot read %s: %s' % (path, target, to_native(e)))
+def _group(gid):
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def _resolve(kind, value, path):
+    """uid/gid of an ``owner``/``group`` argument (name or number), refused when unknown."""
+    if value is None:
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is not None:
+        if 0 <= number < MAX_ID:
+            return number
     else:
-        old_bytes = b''
-    # A NUL byte means this is not a text file (a DB or a binary given by
-    # mistake as path); editing it "successfully" would hide that mistake.
-    nul = old_bytes.find(b'\0')
-    if nul >= 0:
-        module.fail_json(msg='%s: this is not a .env file: it holds binary data (a NUL byte at offset %d). dotenv reads '
-                             'text files of KEY=value lines; check that path points at the app\'s .env. The file was left '
-                             'unchanged.' % (target, nul), keys=[])
-    old_text = old_bytes.decode('utf-8', 'surrogateescape')
+        try:
+            return pwd.getpwnam(value).pw_uid if kind == 'owner' else grp.getgrnam(value).gr_gid
+        except (KeyError, TypeError, ValueError):
+            pass
+    raise Refused('%s: %s %r does not exist on this host; give an existing %s name or number (or leave %s out to '
+                  'keep the file\'s own). The file was left unchanged.'
+                  % (path, kind, value, 'user' if kind == 'owner' else 'group', kind))
 
+
+def _wanted_mode(module, value, current, path):
+    """The mode an O(mode) argument asks for, relative to ``current`` (octal or symbolic, as Ansible reads it)."""
+    if value is None:
+        return current
+    if isinstance(value, int) and not isinstance(value, bool):
+        mode = value
+    else:
+        try:
+            mode = int(value, 8)
+        except (TypeError, ValueError):
+            fake = os.stat_result((stat.S_IFREG | current, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+            try:
+                mode = module._symbolic_mode_to_octal(fake, value)
+            except Exception as e:  # ansible raises ValueError for bad symbolic modes; anything else is the same mistake
+                raise Refused('%s: mode %r is neither octal (for example "0600") nor symbolic (for example "u=rw,go=") '
+                              '(%s). The file was left unchanged.' % (path, value, to_native(e))) from None
+    if mode < 0 or mode != stat.S_IMODE(mode):
+        raise Refused('%s: mode %r is not a file mode (only permission bits, at most 07777, are allowed). '
+                      'The file was left unchanged.' % (path, value))
+    return mode
+
+
+def wanted_attrs(module, target, st):
+    """``(uid, gid, mode)`` the file has after the task: the existing file's own unless owner/group/mode say otherwise.
+
+    Every argument is checked here, before anything is written, so a bad one never fails after the file changed.
+    """
+    p = module.params
+    if st is not None:
+        uid, gid, mode = st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)
+    else:
+        # what the kernel gives a new file: our uid, the folder's group when it is setgid, else ours
+        parent = os.stat(os.path.dirname(target) or '.')
+        uid, mode = os.geteuid(), NEW_FILE_MODE
+        gid = parent.st_gid if parent.st_mode & stat.S_ISGID else os.getegid()
+    owner = _resolve('owner', p['owner'], p['path'])
+    group = _resolve('group', p['group'], p['path'])
+    return (uid if owner is None else owner, gid if group is None else group,
+            _wanted_mode(module, p['mode'], mode, p['path']))
+
+
+def check_can_keep(path, target, st, uid, gid):
+    """Refuse when the rewritten file could not get owner ``uid`` and group ``gid`` (only root gives files away).
+
+    A rename puts a new file in place of the old one; without this, a non-root run leaves the ``.env`` owned by the
+    user who ran the task, silently (what ansible's atomic_move does when chown fails with EPERM).
+    """
+    euid = os.geteuid()
+    if euid == 0:
+        return
+    me = '%s (uid %d)' % (_user(euid), euid)
+    what = 'the file %s is' % target if target == path else '%s (the target of the symlink %s) is' % (target, path)
+    if st is not None:
+        have = '%s owned by %s (uid %d), group %s (gid %d), mode %04o' % (
+            what, _user(st.st_uid), st.st_uid, _group(st.st_gid), st.st_gid, stat.S_IMODE(st.st_mode))
+    else:
+        have = '%s to be created' % what.replace(' is', '')
+    if uid != euid:
+        how = 'as root (become: true)' if uid == 0 else 'as %s (become: true, become_user: %s) or as root' % (
+            _user(uid), _user(uid))
+        raise Refused('%s: %s; running as %s, this task cannot give the rewritten file owner %s (uid %d) (only root can), '
+                      'so it would end up owned by %s. Run the task %s. The file was left unchanged.'
+                      % (path, have, me, _user(uid), uid, _user(euid), how))
+    if gid not in set(os.getgroups()) | {os.getegid()}:
+        raise Refused('%s: %s; running as %s, who is not in group %s (gid %d), this task cannot give the rewritten file '
+                      'that group, so it would change to %s. Run the task as root (become: true), or add %s to group %s. '
+                      'The file was left unchanged.' % (path, have, me, _group(gid), gid, _group(os.getegid()), _user(euid),
+                                                        _group(gid)))
+
+
+def _copy_xattrs(src, fd):
+    """Extended attributes (POSIX ACLs, SELinux label) of ``src`` onto ``fd``, best effort, as shutil.copystat does."""
     try:
-        new_text, keys = edit(old_text, sets, unsets)
-    except DotenvError as e:
-        module.fail_json(msg='%s: %s. The file was left unchanged.' % (path, e), keys=[])
-    new_bytes = new_text.encode('utf-8', 'surrogateescape')
-
-    changed = (new_bytes != old_bytes) or not exists
-    keys = keys if changed else []
-    result = {'changed': changed, 'keys': keys, 'changed_keys': list(keys), 'path': target}
-    if module._diff:
-        if p['show_values']:
-            before, after = old_text, new_text
-        else:
-            before, after = masked(old_text), masked(new_text, set(keys))
-        result['diff'] = {'before': before if exists else '', 'after': after,
-                          'before_header': '%s (values masked)' % path if not p['show_values'] else path,
-                          'after_header': '%s (values masked)' % path if not p['show_values'] else path}
-
-    if changed and not module.check_mode:
-        backup_file = _backup(module, path, target) if p['backup'] and exists else None
-        if backup_file:
-            result['backup_file'] = backup_file
+        names = os.listxattr(src)
+    except OSError:
+        return
+    for name in names:
         try:
-            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target) or '.', prefix='.%s.' % os.path.basename(target), suffix='.tmp')
-        except OSError as e:
-            _discard(backup_file)
-            module.fail_json(msg='%s: cannot create a temporary file next to %s (%s); %s. The file was left unchanged.'
-                                 % (path, target, to_native(e), _advice(e, target)), exception=traceback.format_exc())
-        try:
-            with os.fdopen(fd, 'wb') as f:
-                f.write(new_bytes)
-                f.flush()
-                os.fsync(f.fileno())
-            if not exists:
-                os.chmod(tmp, 0o600)
-            module.atomic_move(tmp, target, unsafe_writes=p['unsafe_writes'])
-        except Exception as e:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            _discard(backup_file)
-            module.fail_json(msg='%s: writing %s failed: %s. The file was left unchanged%s.'
-                                 % (path, target, to_native(e), '; ' + _advice(e, target) if isinstance(e, OSError) else ''),
-                             exception=traceback.format_exc())
+            os.setxattr(fd, name, os.getxattr(src, name))
+        except OSError:
+            pass
 
-    if os.path.exists(target):
-        file_args = module.load_file_common_arguments(p, path=target)
-        if not exists and file_args.get('mode') is None:
-            file_args['mode'] = '0600'
-        result['changed'] = module.set_fs_attributes_if_different(file_args, result['changed'])
-    return result
+
+def create_private(path, uid, gid, mode, like=None):
+    """Create ``path`` (never existing, never through a symlink) already with owner/group/mode; return its fd.
+
+    The file is born with ``mode`` (narrowed further by the umask), owned by us; it is given its owner, group and
+    exact mode while it is still empty, so no one who may not read the final file ever can read a byte of it.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode & 0o777)
+    try:
+        st = os.fstat(fd)
+        if (st.st_uid, st.st_gid) != (uid, gid):
+            os.fchown(fd, uid, gid)
+        if like is not None:
+            _copy_xattrs(like, fd)
+        os.fchmod(fd, mode)
+    except BaseException:
+        os.close(fd)
+        _discard(path)
+        raise
+    return fd
+
+
+def _write_all(fd, data, times_ns=None):
+    with os.fdopen(fd, 'wb') as f:
+        f.write(data)
+        f.flush()
+        if times_ns is not None:
+            os.utime(f.fileno(), ns=times_ns)
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(directory):
+    try:
+        fd = os.open(directory or '.', os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _discard(name):
+    if name:
+        try:
+            os.unlink(name)
+        except OSError:
+            pass
 
 
 def _advice(e, target):
@@ -305,29 +398,167 @@ def _advice(e, target):
         return 'the filesystem holding %s is full: free space there and run again' % folder
     if e.errno == errno.EROFS:
         return '%s is on a read-only filesystem: remount it read-write (or point path at the writable copy)' % folder
+    if e.errno in (errno.EPERM, errno.EACCES):
+        return 'the directory must be writable, and owner/group must be ones this user may give (run as root to keep ' \
+               'another user\'s)'
     return 'the directory must be writable'
 
 
-def _discard(backup_file):
-    if backup_file:
-        try:
-            os.unlink(backup_file)
-        except OSError:
-            pass
-
-
-def _backup(module, path, target):
-    """What ``module.backup_local`` does (same name, same preserved copy), but a copy that fails half-way (disk
-    full) is removed and the task fails with a message instead of a traceback: nothing may be left behind."""
+def backup(module, path, target, st, old_bytes):
+    """A preserved copy of the file (``backup_local``'s name), created with the file's owner, group and mode."""
     dest = '%s.%s.%s' % (target, os.getpid(), time.strftime('%Y-%m-%d@%H:%M:%S~', time.localtime()))
+    made = False
     try:
-        module.preserved_copy(target, dest)
-    except Exception as e:  # shutil.Error, OSError: whatever the copy raised, nothing half-written may stay
-        _discard(dest)
+        fd = create_private(dest, st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode), like=target)
+        made = True
+        _write_all(fd, old_bytes, (st.st_atime_ns, st.st_mtime_ns))
+    except OSError as e:
+        if made:
+            _discard(dest)
         module.fail_json(msg='%s: cannot write the backup %s (%s); %s. The file was left unchanged.'
-                             % (path, dest, to_native(e), _advice(e, target) if isinstance(e, OSError) else 'see the error'),
-                         exception=traceback.format_exc())
+                             % (path, dest, to_native(e), _advice(e, target)), exception=traceback.format_exc())
     return dest
+
+
+def replace(module, target, exists, new_bytes, attrs):
+    """Write ``new_bytes`` to a new file beside ``target`` that already has the final owner/group/mode, then rename it
+    over ``target`` (atomic). ``attrs`` is ``(uid, gid, mode)``. Raises OSError; nothing is left behind then."""
+    uid, gid, mode = attrs
+    directory, base = os.path.split(target)
+    tmp = None
+    for _i in range(20):
+        name = os.path.join(directory, '.%s.%s.dbfix.tmp' % (base, secrets.token_hex(6)))
+        try:
+            fd = create_private(name, uid, gid, mode, like=target if exists else None)
+        except FileExistsError:
+            continue
+        tmp = name
+        break
+    else:
+        raise OSError(errno.EEXIST, 'could not find a free temporary name', directory)
+    try:
+        if module.selinux_enabled():
+            context = module.selinux_context(target) if exists else module.selinux_default_context(target)
+            module.set_context_if_different(tmp, context, False)
+        _write_all(fd, new_bytes)
+        try:
+            os.rename(tmp, target)
+            tmp = None
+        except OSError as e:
+            if not (exists and module.params['unsafe_writes'] and e.errno in RENAME_FALLBACK_ERRNOS):
+                raise
+            # Asked for (unsafe_writes): rewrite in place, which keeps the file's owner and mode by itself.
+            wfd = os.open(target, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC)
+            _write_all(wfd, new_bytes)
+        _fsync_dir(directory)
+    finally:
+        _discard(tmp)
+
+
+def run(module):
+    p = module.params
+    path = p['path']
+    if '\0' in path:
+        raise Refused('path %r holds a NUL character; give the path of the app\'s .env file' % path)
+    target = os.path.realpath(path)
+    exists = os.path.lexists(target)
+    if exists and not os.path.isfile(target):
+        raise Refused('%s: %s is not a regular file; point path at the .env file itself' % (path, target))
+    if not exists:
+        if os.path.islink(path):
+            # Never create through a dangling link: the file would appear wherever the link points, possibly a
+            # folder someone else controls, and a later deploy that re-links .env would not see it.
+            raise Refused('%s is a symlink to %s, which does not exist (it would resolve to %s): refusing to create a file '
+                          'through a dangling link. Create the target file first (with the owner and mode the app needs), '
+                          'or replace the link with a plain file; nothing was changed.'
+                          % (path, os.readlink(path), target))
+        if not p['create']:
+            raise Refused('%s does not exist; check path, or set create: true to create it' % path)
+        parent = os.path.dirname(target) or '.'
+        if not os.path.isdir(parent):
+            raise Refused('%s: cannot create the file, its directory %s does not exist; create the directory first'
+                          % (path, parent))
+
+    try:
+        if p['key'] is not None:
+            sets = {p['key']: p['value']} if p['state'] == 'present' else {}
+            unsets = [p['key']] if p['state'] == 'absent' else []
+            if p['state'] == 'present' and p['value'] is None:
+                raise Refused('%s: value is required to set %s (state=present); use state: absent to remove it'
+                              % (path, p['key']))
+        else:
+            given = p['values'] or {}
+            if not given:
+                raise Refused('%s: values is empty; give at least one KEY: value' % path)
+            if p['state'] == 'present':
+                sets = {k: _as_text(k, v) for k, v in given.items()}
+                unsets = []
+            else:
+                sets, unsets = {}, list(given)
+    except DotenvError as e:
+        raise Refused('%s: %s. The file was left unchanged.' % (path, e)) from None
+
+    for v in sets.values():
+        if v:
+            module.no_log_values.add(v)
+    if p['show_values']:
+        # explicit opt-in: the user asked to see these values (documented)
+        module.no_log_values.difference_update(sets.values())
+
+    st = None
+    old_bytes = b''
+    if exists:
+        try:
+            fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+            with os.fdopen(fd, 'rb') as f:
+                st = os.fstat(f.fileno())
+                old_bytes = f.read()
+        except OSError as e:
+            raise Refused('%s: cannot read %s: %s' % (path, target, to_native(e))) from None
+    # A NUL byte means this is not a text file (a DB or a binary given by
+    # mistake as path); editing it "successfully" would hide that mistake.
+    nul = old_bytes.find(b'\0')
+    if nul >= 0:
+        raise Refused('%s: this is not a .env file: it holds binary data (a NUL byte at offset %d). dotenv reads '
+                      'text files of KEY=value lines; check that path points at the app\'s .env. The file was left '
+                      'unchanged.' % (target, nul))
+    old_text = old_bytes.decode('utf-8', 'surrogateescape')
+
+    try:
+        new_text, keys = edit(old_text, sets, unsets)
+    except DotenvError as e:
+        raise Refused('%s: %s. The file was left unchanged.' % (path, e)) from None
+    new_bytes = new_text.encode('utf-8', 'surrogateescape')
+    uid, gid, mode = wanted_attrs(module, target, st)
+
+    changed = (new_bytes != old_bytes) or not exists
+    if changed:
+        check_can_keep(path, target, st, uid, gid)
+    keys = keys if changed else []
+    result = {'changed': changed, 'keys': keys, 'changed_keys': list(keys), 'path': target}
+    if module._diff:
+        header = path if p['show_values'] else '%s (dotenv keys only, values masked)' % path
+        result['diff'] = {'before': diff_view(old_text, show_values=p['show_values']) if exists else '',
+                          'after': diff_view(new_text, set(keys), show_values=p['show_values']),
+                          'before_header': header, 'after_header': header}
+
+    if changed and not module.check_mode:
+        backup_file = backup(module, path, target, st, old_bytes) if p['backup'] and exists else None
+        if backup_file:
+            result['backup_file'] = backup_file
+        try:
+            replace(module, target, exists, new_bytes, (uid, gid, mode))
+        except OSError as e:
+            _discard(backup_file)
+            module.fail_json(msg='%s: writing %s failed (%s); %s. The file was left unchanged.'
+                                 % (path, target, to_native(e), _advice(e, target)), exception=traceback.format_exc())
+
+    if exists or not module.check_mode:
+        file_args = module.load_file_common_arguments(p, path=target)
+        if not exists:
+            file_args['mode'] = mode
+        result['changed'] = module.set_fs_attributes_if_different(file_args, result['changed'], expand=False)
+    return result
 
 
 def main():
@@ -347,7 +578,11 @@ def main():
         add_file_common_args=True,
         supports_check_mode=True,
     )
-    module.exit_json(**run(module))
+    try:
+        result = run(module)
+    except Refused as e:
+        module.fail_json(msg=str(e), keys=[], changed_keys=[])
+    module.exit_json(**result)
 
 
 if __name__ == '__main__':

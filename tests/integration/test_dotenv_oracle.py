@@ -38,9 +38,14 @@ ORACLE = os.path.join(HERE, 'node', 'dotenv_oracle.js')
 TOOLS = os.path.join(ROOT, 'tests', 'tools', 'node_modules')
 PARSERS = ('16', '17', '18', '18fast')
 
-pytestmark = pytest.mark.skipif(
-    shutil.which('node') is None or not all(os.path.isdir(os.path.join(TOOLS, 'dotenv%d' % v)) for v in (16, 17, 18)),
-    reason='needs node and tests/tools/node_modules (make node-tools)')
+
+
+@pytest.fixture(autouse=True)
+def _needs_node_and_dotenv():
+    """A missing tool fails the test (it never skips): install with make node-tools."""
+    assert shutil.which('node'), 'node is not on PATH (make node-tools)'
+    missing = [v for v in (16, 17, 18) if not os.path.isdir(os.path.join(TOOLS, 'dotenv%d' % v))]
+    assert not missing, 'dotenv %s missing under %s (make node-tools)' % (missing, TOOLS)
 
 
 def oracle(blobs):
@@ -217,3 +222,56 @@ def test_edits_of_hostile_files_read_back_or_are_refused():
     assert not bad, bad[:3]
     assert refusals < len(cases) // 10, refusals       # odd files are mostly still editable
     assert accepted, "nothing was accepted"
+
+
+SPECIAL_KEYS = sorted(d.DROPPED_KEYS | d.SHADOWING_KEYS)
+
+# What the app gets from each dotenv: the parsed keys, whether the inherited members still work, and what lands
+# in a process environment.
+MEMBERS_JS = r"""
+const path = require('path')
+const base = process.argv[1]
+const buf = Buffer.from(process.argv[2], 'base64')
+const out = {}
+for (const v of ['16', '17', '18']) {
+  const dotenv = require(path.join(base, 'dotenv' + v))
+  const parsed = dotenv.parse(buf)
+  const env = {}
+  dotenv.populate(env, parsed)
+  out[v] = {
+    keys: Object.keys(parsed),
+    proto_is_object_prototype: Object.getPrototypeOf(parsed) === Object.prototype,
+    hasOwnProperty_works: typeof parsed.hasOwnProperty === 'function',
+    constructor_is_Object: parsed.constructor === Object,
+    env_keys: Object.keys(env),
+  }
+}
+process.stdout.write(JSON.stringify(out))
+"""
+
+
+def test_special_keys_behave_in_dotenv_as_the_module_assumes(tmp_path):
+    """dotenv 16/17/18 really drop __proto__ (silently: no key, prototype unchanged) and really let
+    constructor/hasOwnProperty/... replace the inherited members; the port parses like them and the module refuses
+    to set any of these names, leaving the file byte-identical."""
+    text = ''.join('%s=v_%s\n' % (k, k) for k in SPECIAL_KEYS) + 'A=1\n'
+    proc = subprocess.run(['node', '-e', MEMBERS_JS, TOOLS, base64.b64encode(text.encode()).decode()],
+                          capture_output=True, text=True, check=True, timeout=60)
+    seen = json.loads(proc.stdout)
+    kept = [k for k in SPECIAL_KEYS if k not in d.DROPPED_KEYS] + ['A']
+    for v in ('16', '17', '18'):
+        assert sorted(seen[v]['keys']) == sorted(kept), seen[v]
+        assert '__proto__' not in seen[v]['env_keys']
+        assert seen[v]['proto_is_object_prototype']          # __proto__=... changed nothing
+        assert not seen[v]['hasOwnProperty_works']           # ... but hasOwnProperty=... broke the member
+        assert not seen[v]['constructor_is_Object']
+    parsed = oracle([text.encode()])[0]
+    for parser in PARSERS:
+        assert parsed[parser] == d.parse(text), parser       # the port drops exactly what dotenv drops
+    env = tmp_path / '.env'
+    env.write_bytes(b'A=1\n')
+    os.chmod(env, 0o600)
+    for key in SPECIAL_KEYS:
+        res = run_module({'path': str(env), 'key': key, 'value': 'x'})
+        assert res.get('failed') and repr(key) in res['msg'] and 'refused' in res['msg'], res
+        assert env.read_bytes() == b'A=1\n'

@@ -35,6 +35,8 @@ PARSE_CASES = [
     ('\ufeffA=bom', {'A': 'bom'}),
     ('A=', {'A': ''}),
     ('A', {}),
+    ('__proto__=p\nA=1\n', {'A': '1'}),           # obj['__proto__'] = 'p' sets no key: dropped
+    ('constructor=c\nprototype=x\n', {'constructor': 'c', 'prototype': 'x'}),
 ]
 
 
@@ -144,3 +146,24 @@ def test_existing_file_that_would_swallow_the_new_line_is_refused_or_handled():
     after = d.parse(new)
     assert after['KEY'] == 'say "x"'
     assert {k: v for k, v in after.items() if k != 'KEY'} == before
+
+
+@pytest.mark.parametrize('key', sorted(d.DROPPED_KEYS | d.SHADOWING_KEYS))
+def test_keys_dotenv_drops_or_that_shadow_object_members_cannot_be_set(key):
+    with pytest.raises(d.DotenvError, match='is refused'):
+        d.edit('A=1\n', {key: 'v'})
+    assert d.edit('A=1\n%s=v\n' % key, {}, [key]) == ('A=1\n', [key])    # removing one is the cleanup
+
+
+def test_similar_names_are_plain_keys():
+    for key in ('__PROTO__', 'proto', 'CONSTRUCTOR', 'Prototype', 'tostring', '__proto', 'constructor_'):
+        new, keys = d.edit('', {key: 'v'})
+        assert d.parse(new) == {key: 'v'} and keys == [key]
+
+
+def test_diff_view_shows_only_definitions():
+    text = '# comment with secret=xyz\nexport A=1\nnot a dotenv line: here\nB="two words" # c\n\nE=\nK: v\n'
+    assert d.diff_view(text) == 'export A=********\nB=********\nE=\nK=********\n'
+    assert d.diff_view(text, changed={'E'}) == 'export A=********\nB=********\nE=******** (changed)\nK=********\n'
+    assert d.diff_view(text, show_values=True) == 'export A=1\nB="two words"\nE=\nK=v\n'
+    assert d.diff_view('') == ''

@@ -2,7 +2,8 @@
 """dotenv_set on real files in tmp_path, run in-process through the real
 exit_json/fail_json (so Ansible's no_log masking is part of what is tested).
 
-No mocks: every failure below is produced for real.
+No mocks: every failure below is produced for real (an unwritable folder, with a real second user, is in
+test_dotenv_set_owners.py).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 
 from ansible_collections.bluegreen.dbfix.plugins.module_utils import _dotenv
 from ansible_collections.bluegreen.dbfix.plugins.modules import dotenv_set
+from ansible_collections.bluegreen.dbfix.tests._fsfaults import tree
 from ansible_collections.bluegreen.dbfix.tests.unit.plugins.modules._modrun import module_runner
 
 SECRET = 's3cr3t-Pa55 "#x'
@@ -150,20 +152,6 @@ def test_value_required_for_present(envfile):
     assert envfile.read_bytes() == BASE
 
 
-def test_unwritable_directory_fails_and_leaves_file(envfile, monkeypatch):
-    # Tests run as root, which ignores directory permissions, so the refusal of the
-    # temporary file is simulated: the one mock in this file.
-    import tempfile
-
-    def refuse(*_a, **_k):
-        raise PermissionError(13, 'Permission denied')
-
-    monkeypatch.setattr(tempfile, 'mkstemp', refuse)
-    r = run({'path': str(envfile), 'key': 'KEY', 'value': 'some-value'})
-    assert r['failed'] and 'cannot create a temporary file' in r['msg'] and str(envfile) in r['msg']
-    assert envfile.read_bytes() == BASE
-
-
 def test_binary_file_refused_byte_identical(tmp_path):
     p = tmp_path / '.env'
     blob = b'SQLite format 3\x00' + bytes(range(256)) * 4   # e.g. the DB given as path by mistake
@@ -177,3 +165,70 @@ def test_binary_file_refused_byte_identical(tmp_path):
     assert p.read_bytes() == blob
     assert os.stat(p).st_mode == st.st_mode and os.stat(p).st_mtime_ns == st.st_mtime_ns
     assert sorted(os.listdir(tmp_path)) == ['.env']                 # no temp or backup file left
+
+
+@pytest.mark.parametrize('create', [False, True])
+@pytest.mark.parametrize('elsewhere', [True, False])
+def test_dangling_link_never_written_through(tmp_path, create, elsewhere):
+    """A dangling .env link: creating its target would put a secret wherever the link points (another folder)."""
+    app = tmp_path / 'app'
+    other = tmp_path / 'other' if elsewhere else app
+    app.mkdir()
+    other.mkdir(exist_ok=True)
+    link = app / '.env'
+    target = other / ('.env.shared' if not elsewhere else '.env')
+    link.symlink_to(target)
+    before = tree(tmp_path, meta=True)
+    for check in (True, False):
+        r = run({'path': str(link), 'key': 'JWT_SECRET', 'value': 'zz-never-written', 'create': create}, check=check)
+        assert r['failed'] and str(link) in r['msg'] and str(target) in r['msg'] and 'dangling' in r['msg'], r
+        assert tree(tmp_path, meta=True) == before
+    assert not os.path.lexists(target) and os.path.islink(link)
+
+
+def test_diff_shows_only_dotenv_keys_of_a_followed_file(tmp_path):
+    """A .env linked to a file that is not a .env at all (a shadow-like file): its lines never reach the diff."""
+    shadow = tmp_path / 'etc' / 'shadow'
+    shadow.parent.mkdir()
+    lines = b'root:$6$saltsalt$Zhashhashhashhash:19700:0:99999:7:::\nappuser:$y$j9T$other.hash:19701:0:99999:7:::\n'
+    shadow.write_bytes(lines + b'# old: DB_PASSWORD=commented-old-secret\nTOKEN=tok-secret-value\n')
+    os.chmod(shadow, 0o640)
+    link = tmp_path / '.env'
+    link.symlink_to(shadow)
+    for check in (True, False):
+        r = run({'path': str(link), 'key': 'NEW_KEY', 'value': 'new-secret-value'}, check=check)
+        assert r['changed'], r
+        shown = r['diff']['before'] + r['diff']['after'] + json.dumps(r)
+        for leaked in ('saltsalt', 'hashhash', 'appuser', 'other.hash', '99999', 'commented-old-secret',
+                       'tok-secret-value', 'new-secret-value'):
+            assert leaked not in shown, leaked
+        assert r['diff']['before'] == 'TOKEN=********\n'
+        assert r['diff']['after'] == 'TOKEN=********\nNEW_KEY=******** (changed)\n'
+    assert os.stat(shadow).st_mode & 0o777 == 0o640
+
+
+def test_diff_with_show_values_still_only_dotenv_keys(envfile):
+    r = run({'path': str(envfile), 'key': 'A', 'value': 'visible', 'show_values': True})
+    assert r['diff']['before'] == 'export A=1\nDB_PASSWORD="hunter2-very-secret"\nC=\'3\'\n'
+    assert r['diff']['after'] == 'export A=visible\nDB_PASSWORD="hunter2-very-secret"\nC=\'3\'\n'
+    assert 'settings' not in r['diff']['before'] and 'commented' not in r['diff']['before']
+
+
+@pytest.mark.parametrize('key', ['__proto__', 'constructor', 'prototype', 'hasOwnProperty', 'toString', 'valueOf'])
+@pytest.mark.parametrize('how', ['key', 'values'])
+def test_keys_dotenv_drops_or_that_shadow_object_members_refused(envfile, key, how):
+    args = {'path': str(envfile), 'key': key, 'value': 'x1'} if how == 'key' else \
+        {'path': str(envfile), 'values': {'FINE': 'ok', key: 'x1'}}
+    st = os.stat(envfile)
+    r = run(args)
+    assert r['failed'] and repr(key) in r['msg'] and 'refused' in r['msg'] and 'left unchanged' in r['msg'], r
+    assert ('silently drop' if key == '__proto__' else 'JavaScript object') in r['msg']
+    assert envfile.read_bytes() == BASE and os.stat(envfile).st_mtime_ns == st.st_mtime_ns
+
+
+def test_a_dropped_key_can_still_be_removed(envfile):
+    """dotenv never reads __proto__=...; removing such a line is allowed (it is the cleanup), and changes nothing
+    dotenv reads."""
+    envfile.write_bytes(b'A=1\n__proto__=polluted\nB=2\n')
+    r = run({'path': str(envfile), 'key': '__proto__', 'state': 'absent'})
+    assert r['changed'] and envfile.read_bytes() == b'A=1\nB=2\n'
