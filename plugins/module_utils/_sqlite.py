@@ -550,8 +550,8 @@ def explain_open_error(path, err, state=None):
             why.append('its folder %s is not writable by uid %d' % (folder, os.geteuid()))
         if state['shm'] and not os.access(real + '-shm', os.W_OK):
             why.append('its %s-shm is not writable by uid %d' % (real, os.geteuid()))
-        return ('Database %s cannot be opened for reading: SQLite says "%s" (%s). The database is not corrupt by '
-                'this; nothing was changed. Run as the database\'s owner (become_user), or let the app open it '
+        return ('Database %s cannot be opened for reading: SQLite says "%s" (%s). The database itself is not '
+                'corrupt (that is not what this error means); nothing was changed. Run as the database\'s owner (become_user), or let the app open it '
                 'once so it recovers its own files.' % (path, err, '; '.join(why) or 'permissions'))
     if 'CORRUPT' in name or 'NOTADB' in name or 'malformed' in str(err) or 'not a database' in str(err):
         return ('Database %s is damaged: SQLite says "%s"%s. Nothing was changed. Check it with PRAGMA '

@@ -214,14 +214,18 @@ def _resolve_id(module, option, name, default):
     """O(owner)/O(group) ``name`` as a numeric id, or looked up by name; ``default`` when unset."""
     if name is None:
         return default
-    try:
-        return int(name)
-    except ValueError:
-        pass
     kind, lookup = _ID_LOOKUP[option]
     try:
+        num = int(name)
+    except ValueError:
+        num = None
+    if num is not None:
+        if not 0 <= num < 2 ** 32 - 1:
+            module.fail_json(msg='%s %r is not a valid numeric %s id; nothing was written. Use an existing %s.' % (option, name, kind, kind))
+        return num
+    try:
         return lookup(name)
-    except KeyError:
+    except (KeyError, ValueError, UnicodeError):  # ValueError: a NUL byte in the name
         module.fail_json(msg='%s %r does not exist on this host; nothing was written. Use an existing %s.' % (option, name, kind))
 
 
@@ -254,13 +258,17 @@ def _resolve_mode(module, ref_path, requested, what):
         return src_mode
     if isinstance(requested, int):
         mode = requested
+        if not 0 <= mode <= 0o7777:
+            module.fail_json(msg='mode %r is not a valid mode (0 to 07777); nothing was written.' % (requested,))
     else:
         try:
             mode = int(str(requested), 8)
+            if not 0 <= mode <= 0o7777:
+                raise ValueError('mode out of range 0..07777')
         except ValueError:
             try:
                 mode = module._symbolic_mode_to_octal(st, str(requested))
-            except ValueError as e:
+            except Exception as e:  # ValueError, and whatever else a malformed symbolic mode raises
                 module.fail_json(msg='mode %r is not a valid mode (%s); nothing was written.' % (requested, e))
     wider = mode & ~src_mode & 0o777
     if wider:
@@ -664,6 +672,9 @@ def main():
         add_file_common_args=True,
         supports_check_mode=True,
     )
+    bt = module.params['busy_timeout']
+    if not 0 <= bt <= 24 * 3600 * 1000:
+        module.fail_json(msg='busy_timeout=%d ms is out of range (0 to 86400000, one day); nothing was done.' % bt)
     if module.params['state'] == 'restored':
         do_restored(module)
     else:
