@@ -98,6 +98,9 @@ for s in "${scenarios[@]}"; do
     fi
     # pipefail carries molecule's exit code through tee.
     secs=$(($(date +%s) - start))
+    # The host folder a scenario bind-mounts as the pair's shared DB folder
+    # (its dependency step makes it): nothing of a run may stay in /tmp.
+    rm -rf "/tmp/dbfix-molecule-$s"
     echo "$s rc=$rc seconds=$secs" >>"$LOGS/timings.txt"
     if ((rc == 0)); then
         passed=$((passed + 1))
