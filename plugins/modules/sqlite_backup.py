@@ -18,9 +18,28 @@ description:
     blocked for the length of the copy (a reader holds the SHARED lock); that is inherent to that mode.
   - The copy is written to a temporary file in the destination folder, fsync'ed, verified, renamed into
     place and the folder fsync'ed. On any failure (disk full included) no partial backup is left.
-  - The backup file is named C(<dbname>.backup.<timestamp>), as the original shell scripts named them.
+  - The backup file is named C(<dbname>.backup.<timestamp>), as the original shell scripts named them. If that name is
+    taken by a backup with other content (a retry after the data changed, a concurrent run), the next free
+    C(<dbname>.backup.<timestamp>.<n>) is used; an existing backup is never overwritten (the final name is created
+    with a hard link, which fails instead of replacing).
+  - Before anything opens the database, the owners and modes of the database, its C(-wal)/C(-shm)/C(-journal), its
+    folder and every parent folder (and the backup folder) are checked with C(lstat). The module refuses, naming the
+    file, its owner and mode, when another local user could have planted or swapped them (a side file owned by
+    another user, a symlinked or hard-linked side file, a folder writable by others without the sticky bit, or
+    writable by a group with other members). When run as root, the database's owner counts as the app user.
+  - A crashed app's database is not treated as corrupt. A hot rollback journal, or committed frames in a C(-wal)
+    with no C(-shm), are recovered by SQLite in a private temporary copy, so the backup holds the committed rows,
+    and the database and its journal/WAL are left as they are. RV(recovered) says what was found.
+  - Reading creates nothing beside the database (no empty C(-wal)/C(-shm) next to a closed WAL database, in
+    check mode or not).
   - With O(state=restored) the backup O(src) is verified and copied into O(path); the current database is
     kept aside first. Restoring refuses while any process has the database (or its C(-wal)/C(-shm)) open.
+  - A restore target that exists must be an SQLite database, through a symlink too; a text file, a directory,
+    a FIFO or a device is refused, naming the link and its target. O(src) must be an SQLite file that passes
+    C(quick_check) (even with O(verify=none)), with no C(-wal) or hot journal beside it.
+  - Restoring over a crashed database keeps its committed state. The aside file is a self-contained copy of the
+    committed rows (WAL frames read, hot journal rolled back in a private copy), and the old C(-wal)/C(-journal)
+    are kept as C(<aside>.old-wal)/C(<aside>.old-journal), names SQLite never applies to anything.
   - If O(path) is a symlink (phase 2 reaches the shared database through symlinks), backups read the link's
     target, and a restore writes into the link's target; the link itself is never replaced. The aside file
     is placed beside the target.
@@ -68,11 +87,13 @@ options:
     description:
       - Timestamp C(YYYYMMDD_HHMMSS) used in the backup name (and in the aside name when restoring).
       - Defaults to the managed host's local time now. A role can pass one stamp for both colors.
+      - If C(<dbname>.backup.<timestamp>) exists with other content, C(.1), C(.2), ... is appended.
     type: str
   verify:
     description:
       - Check run on the copy before it is renamed into place (C(quick) = C(PRAGMA quick_check), C(full) =
-        C(PRAGMA integrity_check)). With O(state=restored), the check run on O(src) before restoring.
+        C(PRAGMA integrity_check)). With O(state=restored), the check run on O(src) before restoring, and again on
+        the copy about to be installed; V(none) still runs C(quick_check) there.
     type: str
     choices: [quick, full, none]
     default: quick
@@ -107,7 +128,7 @@ options:
     type: path
   busy_timeout:
     description:
-      - How long (milliseconds) to wait for a lock held by another process before failing.
+      - How long (milliseconds) to wait for a lock held by another process before failing (0 to 86400000).
     type: int
     default: 5000
 notes:
@@ -187,8 +208,18 @@ journal_mode:
   returned: state is present
   type: str
   sample: wal
+recovered:
+  description:
+    - What a crashed writer had left beside the database (a hot rollback journal, WAL frames without a C(-shm)) and how
+      its committed state was read, in a private copy; the database and its side files were left as they are.
+    - Null when there was nothing to recover.
+  returned: always
+  type: str
+  sample: Found a hot rollback journal /srv/db/database.db-journal (31232 bytes) from a transaction that never finished; ...
 aside_file:
-  description: Where the database that was replaced by the restore was kept (null if O(path) did not exist).
+  description:
+    - Where the committed state of the database replaced by the restore was kept (null if O(path) did not exist).
+    - A C(-wal) or C(-journal) it had is kept beside it as C(<aside_file>.old-wal) / C(<aside_file>.old-journal).
   returned: state is restored
   type: str
   sample: /home/ubuntu/database-shared.db.before-restore.20260101_120000
@@ -610,6 +641,9 @@ def do_restored(module):
     finally:
         out.abort()
     S.fsync_dir(target_dir)
+    if moved:
+        result['recovered'] = '%s%s was kept as %s.' % ((result['recovered'] + '. Then ') if result['recovered'] else '',
+                                                       ' and '.join(m[0] for m in moved), ' and '.join(m[1] for m in moved))
     result['duration_ms'] = int((time.time() - t0) * 1000)
     diff()
     module.exit_json(**result)

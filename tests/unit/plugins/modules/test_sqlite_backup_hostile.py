@@ -498,3 +498,14 @@ def test_a_backup_name_taken_during_the_copy_goes_to_the_next_name(tmp_path, mon
     r = run({'path': db, 'timestamp': TS})
     assert r['changed'] and r['backup_file'] == planted + '.1', r
     assert open(planted, 'rb').read() == b'the other run'
+
+
+def test_restore_from_a_src_with_a_hot_journal_is_refused(tmp_path):
+    db = make_db(str(tmp_path / 'database.db'), rows=5)
+    src = str(tmp_path / 'backup.db')
+    hot_journal_db(src)
+    before = snapshot_of(tmp_path)
+    for check in (True, False):
+        r = run({'path': db, 'src': src, 'state': 'restored', 'timestamp': TS}, check=check)
+        assert r['failed'] and 'hot rollback journal %s-journal' % src in r['msg'] and 'torn' in r['msg'], r
+        assert snapshot_of(tmp_path) == before
