@@ -13,7 +13,7 @@ wanted=(
   podman:podman runc:runc catatonit: debootstrap:debootstrap
   sqlite3:sqlite3 shellcheck:shellcheck curl:curl nodejs:node npm:npm
   make:make g++:g++ procps:pkill psmisc:fuser util-linux:findmnt
-  iproute2:ss passwd:useradd
+  iproute2:ss passwd:useradd cron:cron systemd:systemd-analyze
 )
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 need=()
