@@ -120,7 +120,7 @@ PYEOF
 if [ -f "$ROOT/playbooks/site.yml" ]; then
   say "Running the fix: ansible-playbook playbooks/site.yml -i $DEMO/inventory.ini"
   touch "$DEMO/.site-started"
-  ansible-playbook playbooks/site.yml -i "$DEMO/inventory.ini"
+  ansible-playbook playbooks/site.yml -i "$DEMO/inventory.ini" -e "dbfix_report_dir=$ROOT/reports"
   # Only a report written by this run: an older one would tell another story.
   report="$(find "$ROOT/reports" -maxdepth 1 -name '*.md' -newer "$DEMO/.site-started" -printf '%T@ %p\n' 2>/dev/null \
     | sort -nr | head -n1 | cut -d' ' -f2- || true)"
