@@ -23,6 +23,15 @@ description:
     process ids and commands); when a C(.OLD) file already exists (it is never
     overwritten); when O(shared) is not a SQLite database, lies on a network filesystem,
     or sits in a folder the app's user cannot write.
+  - Refuses, before SQLite opens anything, a database that users other than root, the user
+    running the module and the app's user control - O(shared) with O(state=linked), the
+    app's own file before it is kept as C(.OLD), and the C(.OLD) file with O(state=unlinked).
+    That is the case when the database or one of its folders (up to C(/)) is owned by another
+    user, or writable by every user (without the sticky bit) or by a group with other members,
+    or when a C(-wal), C(-shm) or C(-journal) beside it belongs to another user, is a symlink or
+    has extra hard links. SQLite reads a C(-wal) or hot C(-journal) as part of the database, so a
+    planted one injects rows. The message names each file, its owner and mode and what to do;
+    only C(lstat) is used, so the files, their owners and modes stay exactly as they were.
   - Before O(path) is kept as C(.OLD), a C(-wal) or hot C(-journal) beside it is
     checkpointed into the file (nobody holds it, this was checked), so the C(.OLD)
     file is complete on its own and a plain copy of it loses nothing. The logical
@@ -167,6 +176,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.bluegreen.dbfix.plugins.module_utils._fsinfo import fs_info
 from ansible_collections.bluegreen.dbfix.plugins.module_utils._openfiles import describe, holders
+from ansible_collections.bluegreen.dbfix.plugins.module_utils._trust import untrusted_reasons
 
 SIDECARS = ('-wal', '-shm', '-journal')
 SQLITE_MAGIC = b'SQLite format 3\x00'
@@ -244,6 +254,11 @@ def _group_name(gid):
         return grp.getgrgid(gid).gr_name
     except KeyError:
         return str(gid)
+
+
+def _who(uid):
+    name = _user_name(uid)
+    return 'uid %d' % uid if name == str(uid) else '%s (uid %d)' % (name, uid)
 
 
 def _groups_of(uid, fallback_gid):
@@ -350,6 +365,10 @@ class SharedDbLink:
     # -- checks -----------------------------------------------------------------
 
     def check_params(self):
+        for name, value in (('path', self.path), ('shared', self.shared), ('old_suffix', self.suffix)):
+            if value is not None and '\0' in value:
+                raise LinkError('%s %r holds a NUL character, which no file name can; give the real %s. Nothing was '
+                                'changed.' % (name, value, 'path of the database' if name != 'old_suffix' else 'suffix'))
         if not os.path.isabs(self.path):
             raise LinkError('path %r is not absolute; give the full path of the app\'s database file '
                             '(a relative path would depend on the remote working directory).' % self.path)
@@ -478,6 +497,23 @@ class SharedDbLink:
                     % (user, f, _user_name(st.st_uid), _group_name(st.st_gid), _mode(st), self.shared,
                        _user_name(uid), f, self.path))
 
+    def check_trust(self, db, what):
+        """Refuse, before SQLite opens anything, a database (``db``) that users other than root, us and the app user
+        control: its folder or a parent writable or owned by them, the file itself, or a ``-wal``/``-shm``/``-journal``
+        beside it that they own or that is a symlink. A ``-wal`` planted there is read by SQLite as part of the
+        database (its rows would be served by the app, or merged into the kept .OLD), and a connection opened as
+        root would rewrite side files. Uses lstat only (``_trust``); nothing is opened or changed."""
+        uid, _gid, _how = self.app_user()
+        reasons = untrusted_reasons(db, trusted={uid})
+        if reasons:
+            raise LinkError('refusing to %s: %s %s is not under the control of %s alone: %s. '
+                            'Nothing was opened or changed.'
+                            % ('link %s to %s' % (self.path, self.shared) if self.state == 'linked'
+                               else 'put %s back as %s' % (self.old, self.path),
+                               what, db, 'root' if uid == 0 else 'root and the app user %s' % _who(uid),
+                               '; '.join(reasons)),
+                            untrusted=reasons)
+
     def check_holders(self, files, why):
         found, unreadable = holders([f for f in files if os.path.exists(f)])
         if found:
@@ -580,6 +616,9 @@ class SharedDbLink:
         if st is not None and not is_link and not stat.S_ISREG(st.st_mode):
             raise LinkError('path %s is %s, not the app\'s database file or a link; check path, nothing was changed.'
                             % (path, human(previous)))
+        self.check_trust(shared, 'the shared database')
+        if st is not None and not is_link:
+            self.check_trust(path, 'the app\'s database')
         self.check_shared()
         self.check_not_self()
         self.check_filesystem()
@@ -693,6 +732,7 @@ class SharedDbLink:
         if not stat.S_ISREG(ost.st_mode):
             raise LinkError('%s is %s, not a regular file, so it cannot be put back as %s; inspect it, nothing was changed.'
                             % (old, human(describe_path(old)), path))
+        self.check_trust(old, 'the kept database')
         sidecars = [s for s in SIDECARS if os.path.lexists(old + s)]
         for s in SIDECARS:
             if os.path.lexists(path + s):
@@ -752,7 +792,14 @@ def main():
                          path=module.params['path'])
     link = SharedDbLink(module)
     try:
-        result = link.run()
+        try:
+            result = link.run()
+        except (OSError, ValueError) as e:
+            # Only the checks run outside switch(), which undoes its own failures: nothing was changed yet.
+            raise LinkError('could not inspect the files for %s (%s: %s); check that the paths exist and can be read '
+                            'by this user. Nothing was changed.'
+                            % (link.path, getattr(e, 'strerror', None) or type(e).__name__,
+                               getattr(e, 'filename', None) or e), traceback=traceback.format_exc()) from e
     except LinkError as e:
         result = dict(link.result)
         result.update(e.details)

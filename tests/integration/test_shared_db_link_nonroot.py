@@ -23,10 +23,13 @@ UID = GID = 4321
 SYSTEM_PYTHON = '/usr/bin/python3'
 SITE = os.path.join(ROOT, '.venv', 'lib', 'python%d.%d' % sys.version_info[:2], 'site-packages')
 
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason='switching to the app user needs root'),
-    pytest.mark.skipif(not os.path.exists(SYSTEM_PYTHON), reason='no system python3 the app user can run'),
-]
+
+
+@pytest.fixture(autouse=True)
+def _needs_root_and_system_python():
+    """A missing prerequisite fails the test (never a skip)."""
+    assert os.geteuid() == 0, 'switching to the app user needs root'
+    assert os.path.exists(SYSTEM_PYTHON), 'no system python3 the app user can run'
 
 
 # The app user: no supplementary groups (subprocess drops them with extra_groups=[]).

@@ -229,7 +229,7 @@ def test_linked_relative_link_to_same_file_is_already_linked(estate):
 
 def test_link_keeps_owner_of_replaced_file(estate):
     os.chown(estate['path'], 4321, 4321)
-    os.chmod(os.path.dirname(estate['shared']), 0o777)
+    os.chown(os.path.dirname(estate['shared']), 4321, 4321)   # the app user's folder (a 0777 one is refused)
     os.chown(estate['shared'], 4321, 4321)
     ok(args(estate))
     st = os.lstat(estate['path'])
@@ -560,7 +560,7 @@ def test_app_user_cannot_write_shared_folder(estate):
 
 def test_app_user_cannot_write_shared_file(estate):
     os.chown(estate['path'], 4321, 4321)
-    os.chmod(os.path.dirname(estate['shared']), 0o777)
+    os.chown(os.path.dirname(estate['shared']), 4321, 4321)
     os.chmod(estate['shared'], 0o644)
     msg = refused(args(estate), estate['root'])
     assert 'uid 4321' in msg and estate['shared'] in msg and 'chown' in msg
@@ -592,8 +592,8 @@ def test_copy_fallback_when_hard_link_refused(estate, monkeypatch):
     # with EPERM as it does under fs.protected_hardlinks for a non-owner.
     os.chown(estate['path'], 4321, 4322)
     os.chmod(estate['path'], 0o640)
-    os.chmod(os.path.dirname(estate['shared']), 0o777)
-    os.chmod(estate['shared'], 0o666)
+    os.chown(os.path.dirname(estate['shared']), 4321, 4321)
+    os.chown(estate['shared'], 4321, 4321)
     src = os.stat(estate['path'])
     original = sha(estate['path'])
 
