@@ -18,11 +18,27 @@ description:
     autocommit connection; statements are split with C(sqlite3.complete_statement), so trigger bodies stay whole).
     A failure names the file, the statement and SQLite's error; earlier migrations stay applied.
   - >-
-    A migration that cannot run inside a transaction (for example C(VACUUM)) declares it with a line
-    C(-- dbfix: no-transaction); its statements then run one by one and the tracking row is written after them.
-    A migration must not contain its own C(BEGIN)/C(COMMIT).
-  - An applied migration whose file changed since (sha256) fails the task, naming it, unless O(repair=true)
-    re-records the checksums.
+    A migration that cannot run inside a transaction (for example C(VACUUM), or SQLite's 12-step C(ALTER TABLE) with
+    foreign keys off) declares it with a line C(-- dbfix: no-transaction); its statements then run one by one (its
+    own C(BEGIN)/C(COMMIT) and C(PRAGMA foreign_keys=OFF) are allowed there) and the tracking row is written after
+    them. A migration without the marker must not contain C(BEGIN)/C(COMMIT) or C(PRAGMA foreign_keys) (SQLite
+    ignores the latter inside a transaction); both are refused before anything of it runs.
+  - >-
+    Foreign keys are enforced as the app enforces them (O(foreign_keys=enforce), the default): the connection runs
+    with C(PRAGMA foreign_keys=ON), violations are deferred to the end of each migration and C(PRAGMA
+    foreign_key_check) runs before its commit. A migration that leaves a row whose foreign key points at no parent
+    row is rolled back and the task fails naming the file, the child table and column, the rowid and the parent
+    table. After a no-transaction migration foreign keys are switched back on and the same check runs before its
+    tracking row is written (its statements stay applied if it fails). Rows that already broke a foreign key before
+    the run are reported as a warning and left alone. With foreign keys on, a C(DROP TABLE) inside a transactional
+    migration runs the parent's C(ON DELETE) actions, as it would in the app; rebuild tables the 12-step way in a
+    no-transaction migration.
+  - >-
+    Only files whose real path is inside O(migrations_dir) are read: a symlink that leads out of the folder is
+    refused (naming the link and its target, without reading it); links inside the folder and a symlinked folder are
+    fine. Entries named C(*.sql) that are not regular files (directories, FIFOs, dangling links), files with NUL bytes
+    or not in UTF-8, and versions beyond SQLite's 64-bit integers are refused before anything runs. Messages show at
+    most the first 80 characters of the failing statement, never more of a migration file.
   - Alternatively O(command) runs the app's own migrator; output matching O(uptodate_regex) means nothing changed.
 author:
   - bluegreen.dbfix contributors (!UNKNOWN)
@@ -33,8 +49,11 @@ attributes:
   check_mode:
     support: partial
     details:
-      - With O(migrations_dir), check mode lists pending migrations and runs them inside one transaction that is rolled back,
-        so a broken migration fails C(--check). Migrations marked C(no-transaction) are listed but not tried.
+      - >-
+        With O(migrations_dir), check mode takes a consistent private copy of the database (0600, in a new 0700 folder
+        under C(TMPDIR), removed afterwards) and runs exactly the steps of a real run on it, no-transaction migrations
+        and foreign-key checks included, so its verdict is the real run's. Nothing is written beside the database, not
+        even C(-wal)/C(-shm). It needs free space the size of the database in C(TMPDIR).
       - With O(command), the command is not run in check mode; the task reports no change and warns.
   diff_mode:
     support: partial
@@ -70,6 +89,15 @@ options:
     description: Re-record the checksum of applied migrations whose files changed, instead of failing.
     type: bool
     default: false
+  foreign_keys:
+    description:
+      - V(enforce) runs every migration with foreign keys on and refuses (rolls back) a migration that leaves rows
+        breaking a foreign key, as the app's own migrator would.
+      - V(off) runs migrations with foreign keys off and without C(foreign_key_check) (what this module did at first); use
+        it only for an app that itself runs with foreign keys off.
+    type: str
+    choices: [enforce, 'off']
+    default: enforce
   command:
     description:
       - The app's own migrator, run instead of O(migrations_dir) (a string is split like a shell would, without a shell).
@@ -88,10 +116,13 @@ options:
     description:
       - Take a consistent backup (as M(bluegreen.dbfix.sqlite_backup) does, beside the database) before changing anything,
         and return its file. With O(command) the backup is removed again when the migrator reports nothing to do.
+      - The backup is named C(<db>.backup.YYYYMMDD_HHMMSS), or C(<db>.backup.YYYYMMDD_HHMMSS.N) when that name is taken;
+        an existing file is never overwritten, however often a run is retried (the finished copy is hard-linked to the
+        first free name, which fails instead of replacing).
     type: bool
     default: false
   busy_timeout:
-    description: How long (milliseconds) to wait for a lock held by another process before failing.
+    description: How long (milliseconds, 0 to 2147483647) to wait for a lock held by another process before failing.
     type: int
     default: 5000
 seealso:
@@ -111,6 +142,21 @@ EXAMPLES = r'''
     path: "{{ dbfix_db_path }}"
     migrations_dir: "{{ dbfix_app_dir }}/migrations"
     baseline: 2
+
+- name: Rebuild a table with foreign keys off (SQLite's 12-step ALTER TABLE) in a no-transaction migration
+  # 004_users_email_not_null.sql:
+  #   -- dbfix: no-transaction
+  #   PRAGMA foreign_keys=OFF;
+  #   BEGIN;
+  #   CREATE TABLE new_users(id INTEGER PRIMARY KEY, email TEXT NOT NULL);
+  #   INSERT INTO new_users SELECT id, coalesce(email, '') FROM users;
+  #   DROP TABLE users;
+  #   ALTER TABLE new_users RENAME TO users;
+  #   COMMIT;
+  # sqlite_migrate switches foreign keys back on and runs foreign_key_check before recording it.
+  bluegreen.dbfix.sqlite_migrate:
+    path: "{{ dbfix_db_path }}"
+    migrations_dir: "{{ dbfix_app_dir }}/migrations"
 
 - name: Run the app's own migrator
   bluegreen.dbfix.sqlite_migrate:
@@ -152,7 +198,9 @@ current_version:
   type: int
   sample: 3
 backup_file:
-  description: The backup taken because of O(backup), or null.
+  description:
+    - The backup taken because of O(backup), or null. Also returned when a migration failed after the backup was taken.
+    - A new file every time; C(.N) is appended to the name when a file of that name exists already.
   returned: always
   type: str
   sample: /home/ubuntu/TimeTracking-Clean/server/database.db.backup.20260101_120000
