@@ -103,6 +103,15 @@ def tree(d, meta=False):
     return res
 
 
+@pytest.fixture
+def private_tmp(tmp_path, monkeypatch):
+    """TMPDIR of the module for this test only, so a private copy left behind is seen whatever else runs."""
+    d = tmp_path / 'tmpdir'
+    d.mkdir()
+    monkeypatch.setattr(tempfile, 'tempdir', str(d))
+    return d
+
+
 def leftovers():
     return set(glob.glob(os.path.join(tempfile.gettempdir(), 'dbfix-migrate-check-*')))
 
@@ -257,7 +266,7 @@ SEQUENCES = {
 
 @pytest.mark.parametrize('mode', ['delete', 'wal'])
 @pytest.mark.parametrize('case', sorted(SEQUENCES))
-def test_check_mode_verdict_equals_the_real_one(tmp_path, case, mode):
+def test_check_mode_verdict_equals_the_real_one(tmp_path, private_tmp, case, mode):
     bodies, failing = SEQUENCES[case]
     dirs = []
     for name in ('check', 'real'):
@@ -272,7 +281,7 @@ def test_check_mode_verdict_equals_the_real_one(tmp_path, case, mode):
     tmp_before = leftovers()
     chk = run({'path': str(dirs[0] / 'database.db'), 'migrations_dir': str(dirs[0] / 'm')}, check=True)
     assert tree(dirs[0]) == before and sorted(os.listdir(dirs[0])) == ['database.db', 'm']
-    assert leftovers() == tmp_before  # the private copy is gone
+    assert leftovers() == tmp_before == set() and os.listdir(private_tmp) == []  # the private copy is gone
     real = run({'path': str(dirs[1] / 'database.db'), 'migrations_dir': str(dirs[1] / 'm')})
     assert bool(chk.get('failed')) == bool(real.get('failed')) == (failing is not None), (chk.get('msg'), real.get('msg'))
     assert chk['applied'] == real['applied']
