@@ -581,17 +581,17 @@ def do_restored(module):
     src_sha = S.sha256_file(src)
     exists = os.path.exists(target)
     now_sha, now_size, recovered = _content(target, p['busy_timeout']) if exists else (None, None, None)
-    if exists and now_sha is None:
-        # an SQLite file whose committed state cannot be read: never replace it blind (see _content)
-        try:
-            S.snapshot_copy(path, None, p['busy_timeout'])
-        except S.DbfixError as e:
-            module.fail_json(msg='Cannot restore into %s: its current content cannot be read to keep it aside: %s' % (path, e.msg), **result)
     crash = S.crash_state(target) if exists else None
     result['recovered'] = recovered
     before = None
     if module._diff:
-        before = 'absent\n' if not exists else _state_line(now_sha, now_size)
+        if not exists:
+            before = 'absent\n'
+        elif now_sha is None:
+            # not readable as a database (a damaged one is what a restore is for): its file is what gets replaced
+            before = _state_line(S.sha256_file(target), os.path.getsize(target))
+        else:
+            before = _state_line(now_sha, now_size)
 
     def diff():
         _set_diff(module, result, before, _state_line(src_sha, os.path.getsize(src)), header=path, after_header=src)

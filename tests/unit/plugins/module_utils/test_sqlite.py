@@ -193,3 +193,68 @@ def test_rollback_snapshot_keeps_its_lock_through_the_copy(tmp_path):
     finally:
         snap.close()
     assert _writer_can_commit(db) == 'committed'
+
+
+# ----------------------------------------------------------------------------- read plans (what is read, and how)
+
+_HOLD = ('import sqlite3,sys,time\nc=sqlite3.connect(sys.argv[1],isolation_level=None)\n'
+         'c.execute(sys.argv[2]) if sys.argv[2] else None\nc.execute("SELECT count(*) FROM t").fetchone()\n'
+         'print("ready",flush=True)\ntime.sleep(60)\n')
+
+
+def _holder(db, pragma=''):
+    import subprocess
+    import sys
+    p = subprocess.Popen([sys.executable, '-c', _HOLD, db, pragma], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == 'ready'
+    return p
+
+
+def _crash(db, script):
+    import subprocess
+    import sys
+    p = subprocess.run([sys.executable, '-c', script, db], capture_output=True, timeout=60, check=False)
+    assert p.returncode == -9, p.stderr
+
+
+def test_read_plan_picks_a_way_that_creates_nothing(tmp_path):
+    wal = str(tmp_path / 'wal.db')
+    c = writer(wal)
+    c.execute('CREATE TABLE t(x)')
+    c.close()
+    assert sorted(os.listdir(tmp_path)) == ['wal.db']
+    assert S.read_plan(wal).how == 'immutable'
+    p = _holder(wal)  # a live app: its -wal/-shm are there, an ordinary read-only connection shares them
+    try:
+        assert S.in_use(wal) == (True, False)
+        assert S.read_plan(wal).how == 'shared'
+    finally:
+        p.kill()
+        p.wait()
+    rb = str(tmp_path / 'rb.db')
+    c = writer(rb, journal_mode='DELETE')
+    c.execute('CREATE TABLE t(x)')
+    c.executemany('INSERT INTO t VALUES (?)', [(i,) for i in range(3000)])
+    c.close()
+    assert S.read_plan(rb).how == 'shared' and S.in_use(rb) == (False, False)
+    _crash(rb, "import os,sqlite3,sys\nc=sqlite3.connect(sys.argv[1],isolation_level=None)\nc.execute('PRAGMA cache_size=1')\n"
+               "c.execute('BEGIN')\nc.execute('UPDATE t SET x=-x')\nos.kill(os.getpid(),9)\n")
+    plan = S.read_plan(rb)
+    assert plan.how == 'private-copy' and 'hot rollback journal %s-journal' % rb in plan.note
+
+
+def test_exclusive_locking_mode_app_is_waited_for_then_named_and_nothing_created(tmp_path):
+    db = str(tmp_path / 'x.db')
+    c = writer(db)
+    c.execute('CREATE TABLE t(x)')
+    c.close()
+    p = _holder(db, 'PRAGMA locking_mode=EXCLUSIVE')
+    try:
+        listing = sorted(os.listdir(tmp_path))
+        with pytest.raises(S.DbfixError) as e:
+            S.read_plan(db, 300)
+        assert 'locked longer than busy_timeout=300 ms' in e.value.msg and 'pid %d' % p.pid in e.value.msg
+        assert sorted(os.listdir(tmp_path)) == listing
+    finally:
+        p.kill()
+        p.wait()

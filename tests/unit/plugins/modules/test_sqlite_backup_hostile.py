@@ -509,3 +509,17 @@ def test_restore_from_a_src_with_a_hot_journal_is_refused(tmp_path):
         r = run({'path': db, 'src': src, 'state': 'restored', 'timestamp': TS}, check=check)
         assert r['failed'] and 'hot rollback journal %s-journal' % src in r['msg'] and 'torn' in r['msg'], r
         assert snapshot_of(tmp_path) == before
+
+
+def test_restore_over_a_damaged_db_still_works_and_keeps_it_aside(tmp_path):
+    """Restoring is what a really damaged database needs: it is kept aside byte for byte, then replaced."""
+    db = make_db(str(tmp_path / 'database.db'), rows=3000)
+    with open(db, 'r+b') as f:
+        f.seek(4096 * 3 + 100)
+        f.write(b'\xff' * 3000)
+    damaged = hashlib.sha256(open(db, 'rb').read()).hexdigest()
+    src = make_db(str(tmp_path / 'backup.db'), rows=4)
+    r = run({'path': db, 'src': src, 'state': 'restored', 'timestamp': TS}, diff=True)
+    assert r['changed'] is True, r
+    assert file_rows(db) == file_rows(src)
+    assert hashlib.sha256(open(r['aside_file'], 'rb').read()).hexdigest() == damaged
