@@ -51,7 +51,7 @@ options:
         then they start it (with O(interpreter), O(args) and O(env)), for example after pm2's daemon was killed and
         forgot its processes.
       - V(stopped) fails for a process pm2 does not know, unless O(script) or O(ecosystem) is given; then nothing runs
-        under that name, which is what V(stopped) asks for, so the task succeeds with RV(changed=false) and
+        under that name, which is what V(stopped) asks for, so the task succeeds, not changed, with
         RV(status=absent) (nothing is started just to be stopped).
       - "Every action is verified afterwards: after V(stopped) every instance must be C(stopped), after V(absent) the
         process must be gone from C(pm2 jlist), after V(restarted)/V(reloaded) every instance must run with a new pid,
@@ -145,7 +145,7 @@ options:
   health_timeout:
     description:
       - Seconds to keep polling O(health_url) before failing with the last status and a body excerpt.
-      - An overall deadline, wall clock, for the whole check (connect, TLS, headers and body of every request): a
+      - An overall deadline, wall clock, for the whole check (connect, TLS, headers and body of every request); a
         server that answers slowly or dribbles its answer byte by byte cannot hold the task longer. For a wrong
         status, at most 4096 bytes of body are read, for at most 1 s. The first request gets at least 1 s, so V(0)
         asks once.

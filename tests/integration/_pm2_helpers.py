@@ -23,6 +23,8 @@ import pytest
 from ansible.module_utils.common import warnings as _warnings
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.bluegreen.dbfix.plugins.module_utils import _pm2
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 PM2 = os.path.join(ROOT, 'tests', 'tools', 'node_modules', '.bin', 'pm2')
@@ -83,7 +85,7 @@ def run_module(module, args, check=False):
 
 def jlist(home):
     out = subprocess.run([PM2, 'jlist'], env=pm2_env(home), capture_output=True, text=True, check=True, timeout=120).stdout
-    return json.loads(out[out.index('['):] if not out.startswith('[') else out) if '[' in out else []
+    return _pm2.parse_jlist(out)    # skips the banner a first call prints
 
 
 def statuses(home):

@@ -6,6 +6,9 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
+
+import pytest
 
 from ansible_collections.bluegreen.dbfix.plugins.module_utils import _pm2
 
@@ -46,3 +49,47 @@ def test_other_homes_do_not_share_a_lock(tmp_path):
     finally:
         os.close(a)
         os.close(b)
+
+
+def test_lock_lives_in_pm2_home_created_private(tmp_path):
+    home = tmp_path / 'new' / 'pm2'
+    fd = _pm2.spawn_lock(str(home))
+    try:
+        assert fd is not None
+        assert _pm2.lock_path(str(home)) == str(home / _pm2.LOCK_NAME)
+        assert os.stat(home).st_mode & 0o777 == 0o700
+        st = os.stat(home / _pm2.LOCK_NAME)
+        assert st.st_mode & 0o777 == 0o600 and st.st_uid == os.geteuid()
+    finally:
+        os.close(fd)
+
+
+def test_symlink_at_lock_path_is_refused_and_not_followed(tmp_path):
+    home = tmp_path / 'pm2'
+    home.mkdir()
+    target = tmp_path / 'target'
+    os.symlink(target, home / _pm2.LOCK_NAME)           # dangling: following it would create the target
+    with pytest.raises(_pm2.SpawnLockError, match='is a symlink'):
+        _pm2.spawn_lock(str(home))
+    assert not target.exists()
+
+
+def test_fifo_at_lock_path_is_refused_without_hanging(tmp_path):
+    home = tmp_path / 'pm2'
+    home.mkdir()
+    os.mkfifo(home / _pm2.LOCK_NAME)
+    with pytest.raises(_pm2.SpawnLockError, match='not a regular file'):
+        _pm2.spawn_lock(str(home), timeout=1)
+
+
+def test_held_lock_times_out_naming_the_holder(tmp_path):
+    home = str(tmp_path / 'pm2')
+    held = _pm2.spawn_lock(home)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(_pm2.SpawnLockError) as e:
+            _pm2.spawn_lock(home, timeout=0.5)          # a second open file description: flock conflicts
+        assert time.monotonic() - t0 < 5
+        assert _pm2.lock_path(home) in str(e.value) and 'pid %d' % os.getpid() in str(e.value)
+    finally:
+        os.close(held)

@@ -134,3 +134,50 @@ def test_pm2_error_exit_reported_without_env_values(tmp_path, monkeypatch):
     assert r['failed'] and 'rc=3' in r['msg'] and 'daemon unreachable; env had ********' in r['msg']
     assert 'pm2 start x.js --name api' in r['msg']
     assert 'tok-very-secret-123' not in json.dumps(r)
+
+
+def test_redact_masks_short_secrets_as_tokens_only():
+    text = 'PIN=42 after 1042 ms; mode ab in about; Z crashed'
+    out = _pm2.redact(text, {'42', 'ab', 'Z', 'long-secret'})
+    assert out == 'PIN=******** after 1042 ms; mode ******** in about; ******** crashed'
+    assert _pm2.redact('x long-secretlong-secret y', {'long-secret'}) == 'x **************** y'
+
+
+def test_secret_values_keep_short_values_and_skip_plain_ones():
+    proc = {'pm2_env': {'env': {'PIN': '7', 'TOKEN': 'abcdefgh', 'PATH': '/usr/bin', 'api': {}, 'N': 3}}}
+    assert _pm2.secret_values([proc]) == {'7', 'abcdefgh', '3'}
+
+
+@pytest.mark.parametrize('name', ['all', '-x', '--', '/a/', '/', '0', ' 12 ', '0x1f', '1e3', 'Infinity', '-Infinity', '.5',
+                                  'a.json', 'x.config.js', 'a.yml'])
+def test_names_pm2_reads_specially(name):
+    assert _pm2.name_problem(name)
+
+
+@pytest.mark.parametrize('name', ['api', 'timetracking-blue', 'my app', 'NaN', 'a1', '1a', 'a/b', 'ALL', 'v1.2'])
+def test_names_pm2_reads_exactly(name):
+    assert _pm2.name_problem(name) is None
+
+
+@pytest.mark.parametrize('args,needle', [
+    ({'name': ''}, 'it is empty'),
+    ({'name': 'a\x00b'}, 'control character'),
+    ({'name': 'api', 'env': {'__proto__': 'x'}}, '__proto__'),
+    ({'name': 'api', 'env': {'A=B': 'x'}}, 'no process environment can hold'),
+    ({'name': 'api', 'env': {'A': ['x']}}, 'env.A is a list'),
+    ({'name': 'api', 'env': {'A': 'x\x00'}}, 'NUL byte'),
+    ({'name': 'api', 'wait': float('inf')}, 'wait must be a number of seconds'),
+    ({'name': 'api', 'health_timeout': float('nan')}, 'health_timeout must be'),
+    ({'name': 'api', 'lock_timeout': -1}, 'lock_timeout must be'),
+    ({'name': 'api', 'health_status': 99}, 'health_status must be'),
+    ({'name': 'api', 'health_url': 'file:///etc/passwd'}, 'only http:// and https://'),
+    ({'name': 'api', 'health_url': 'http://h:99999/'}, 'not a valid URL'),
+    ({'name': 'api', 'health_url': 'http://a b/'}, 'white space'),
+    ({'name': 'all', 'ecosystem': '/x/ecosystem.config.js'}, 'cannot be used with ecosystem'),
+    ({'name': 'a,b', 'ecosystem': '/x/ecosystem.config.js'}, 'splits --only'),
+])
+def test_bad_arguments_fail_before_pm2_is_run(tmp_path, args, needle):
+    exe = _fake_pm2(tmp_path, 'touch "%s/ran"; echo "[]"' % tmp_path)
+    r = run(dict(args, executable=exe, pm2_home=str(tmp_path / 'home')))
+    assert r['failed'] and needle in r['msg'] and 'exception' not in r
+    assert not (tmp_path / 'ran').exists() and not (tmp_path / 'home').exists()

@@ -86,7 +86,7 @@ def test_any_arguments_end_in_result_or_message_in_check_mode(a, script, eco):
         shutil.rmtree(home, ignore_errors=True)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(name=NAMES.filter(lambda n: n not in ('a', 'b')), state=st.sampled_from(['stopped', 'absent', 'restarted', 'reloaded']),
        with_script=st.booleans())
 def test_any_name_touches_no_other_process_on_a_live_daemon(idle_home, name, state, with_script):
