@@ -18,6 +18,7 @@ import os
 import shutil
 import sqlite3
 import stat
+import sys
 import tempfile
 
 from hypothesis import HealthCheck, given, settings
@@ -199,4 +200,47 @@ def test_any_input_ends_in_a_result_or_a_message_and_check_mode_tells_the_truth(
             c.close()
     finally:
         tempfile.tempdir = saved
+        shutil.rmtree(top, ignore_errors=True)
+
+
+ARG = st.text(alphabet=st.sampled_from(list('ab \'"\\;$`=\x00é-')), max_size=8)
+SCRIPT = 'import sys; print(sys.argv[1:]); print("No pending migrations" if "up" in sys.argv else "Applied 1"); sys.exit(len(sys.argv) % 3 == 0)'
+
+
+COMMAND_CASE = st.fixed_dictionaries({
+    'words': st.lists(ARG, max_size=4),
+    'as_string': st.booleans(),
+    'env': st.dictionaries(ARG, st.one_of(ARG, st.none(), st.integers()), max_size=2),
+    'regex': st.one_of(st.just('No pending migrations'), ARG),
+    'backup': st.booleans(),
+    'chdir': st.booleans(),
+})
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(case=COMMAND_CASE)
+def test_any_command_ends_in_a_result_or_a_message(case):
+    """``command`` as a string (split like a shell) is only parsed (check mode), never run: random words could name
+    any program. As a list it runs a fixed Python script with the random words as its arguments, for real."""
+    top = tempfile.mkdtemp(prefix='dbfix-h2-prop-')
+    try:
+        dbp = os.path.join(top, 'database.db')
+        c = sqlite3.connect(dbp)
+        c.executescript(SCHEMA)
+        c.close()
+        args = {'path': dbp, 'environment': case['env'] or None, 'uptodate_regex': case['regex'], 'backup': case['backup'],
+                'chdir': top if case['chdir'] else os.path.join(top, 'missing')}
+        before = tree(top)
+        if case['as_string']:
+            sane(run(dict(args, command=' '.join(case['words'])), check=True))
+            assert tree(top) == before
+            return
+        r = run(dict(args, command=[sys.executable, '-c', SCRIPT, *case['words']]))
+        sane(r)
+        after = tree(top)
+        if r.get('backup_file'):
+            after.pop(os.path.relpath(r['backup_file'], top))
+        assert after == before  # the script changes nothing; a backup is the only new file
+        assert r.get('failed') or r['rc'] == 0
+    finally:
         shutil.rmtree(top, ignore_errors=True)
