@@ -10,7 +10,7 @@ DOCUMENTATION = r'''
 ---
 module: dbfix_check
 short_description: Run the monitor's health checks of one color of a blue/green pair on demand
-version_added: 0.2.0
+version_added: 1.1.0
 description:
   - Runs, once, the checks the C(bluegreen.dbfix.monitor) role schedules on each host, for one color (one inventory
     host) of a pair, and returns one row per check (C(pair), C(color), C(check), C(state), C(detail)).
