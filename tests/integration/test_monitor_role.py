@@ -21,7 +21,6 @@ import http.server
 import json
 import os
 import re
-import shlex
 import shutil
 import signal
 import sqlite3
@@ -36,7 +35,7 @@ import pytest
 from _estate import H, built
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'unit' / 'plugins' / 'module_utils'))
-from test_monitor_checks import parse_prometheus  # noqa: E402  (the strict text-format reader)
+from test_monitor_checks import parse_prometheus
 
 EXPECT = {'users': ['id', 'email', 'position']}
 CHECKS = ('schema', 'migrations', 'quick_check', 'shared_link', 'process', 'open_files', 'sqlite_library', 'wal_size', 'disk_free')
