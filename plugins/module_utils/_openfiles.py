@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 
 
 def _identity(path):
@@ -89,3 +90,70 @@ def _short(command, limit=160):
     # A command line can hold a whole inline script; one line of it names the process well enough.
     command = ' '.join((command or '').split())
     return command if len(command) <= limit else command[:limit - 3] + '...'
+
+
+def children(pid, proc_root='/proc'):
+    """``pid`` and every process below it (from each process's ``stat`` parent pid), sorted."""
+    parent_of = {}
+    try:
+        names = [d for d in os.listdir(proc_root) if d.isdigit()]
+    except OSError:
+        names = []
+    for name in names:
+        try:
+            with open(os.path.join(proc_root, name, 'stat'), 'rb') as f:
+                raw = f.read().decode('utf-8', 'replace')
+        except OSError:
+            continue
+        # comm may hold spaces and parentheses: the fields after its last ')' are fixed.
+        fields = raw[raw.rfind(')') + 2:].split()
+        if len(fields) > 1 and fields[1].isdigit():
+            parent_of[int(name)] = int(fields[1])
+    tree, todo = {int(pid)}, [int(pid)]
+    while todo:
+        p = todo.pop()
+        for child, parent in parent_of.items():
+            if parent == p and child not in tree:
+                tree.add(child)
+                todo.append(child)
+    return sorted(tree)
+
+
+def open_files(pids, proc_root='/proc'):
+    """``(files, unreadable)``: every regular file the given processes hold open.
+
+    ``files`` is a list of ``{pid, path, dev, ino}`` (``path`` as /proc shows it,
+    which ends in `` (deleted)`` for a removed file); ``unreadable`` lists the pids
+    whose fd table could not be read (another user's process when not root).
+    """
+    files, unreadable = [], []
+    for pid in pids:
+        fd_dir = os.path.join(proc_root, str(pid), 'fd')
+        try:
+            fds = os.listdir(fd_dir)
+        except OSError as e:
+            if e.errno not in (errno.ENOENT, errno.ESRCH):
+                unreadable.append(int(pid))
+            continue
+        seen = set()
+        for fd in fds:
+            link = os.path.join(fd_dir, fd)
+            try:
+                st = os.stat(link)
+                target = os.readlink(link)
+            except OSError:
+                continue
+            if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            files.append({'pid': int(pid), 'path': target, 'dev': st.st_dev, 'ino': st.st_ino})
+    return files, unreadable
+
+
+def which_hold(files, paths):
+    """For each path, the pids among ``files`` (see open_files) that hold its inode (missing path: no pids)."""
+    out = {}
+    for p in paths:
+        ident = _identity(p)
+        out[p] = sorted({f['pid'] for f in files if ident is not None and (f['dev'], f['ino']) == ident})
+    return out

@@ -130,6 +130,15 @@ def test_site_converges_and_second_run_changes_nothing(estate):
     assert report["ok"] is True
     p2 = report["hosts"][blue.name]["phase2"]
     assert p2["plan"]["base"] == "blue" and p2["plan"]["lossless"] is True
+    assert p2["plan"]["why"] == "blue holds every row of green"
+    # "Same DB open" is proven from /proc: each app's pm2 process holds the shared DB's inode, never its .OLD.
+    for h in (blue, green):
+        opened = report["hosts"][h.name]["phase2"]["open"]
+        assert opened["state"] == "shared" and opened["shared_pids"] and not opened["forbidden"], opened
+    # Phase 2 stays within its task budget (issue 12: at most 15 task executions per host).
+    text = first.text()
+    p2_tasks = re.findall(r"^TASK \[", text[text.index("TASK [Run role bluegreen.dbfix.phase2]"):text.index("TASK [Run role bluegreen.dbfix.cors]")], re.M)
+    assert len(p2_tasks) <= 15, len(p2_tasks)
     assert p2["plan"]["size_rule_pick"] == "green"  # the seed's size rule would have taken the staging DB
     md = reports[-1].with_suffix(".md").read_text()
     assert "Base: **blue**" in md and "size rule" in md
@@ -158,6 +167,9 @@ def test_rollback_phase2_restores_files_byte_identical(estate):
     before = stopped_db_hashes(estate)
 
     run = estate.playbook("phase2.yml", log_name="p2")
+    text = run.text()
+    role_part = text[text.index("TASK [Run role bluegreen.dbfix.phase2]"):text.index("TASK [Write the run report]")]
+    assert len(re.findall(r"^TASK \[", role_part, re.M)) - 1 <= 15, "phase 2 runs at most 15 tasks per host (with _common)"
     assert run.rc == 0, run.tail(60)
     assert all(h.db_path.is_symlink() for h in estate.hosts)
 
