@@ -34,7 +34,7 @@ description:
   - SQLite's internal tables (C(sqlite_%), for example C(sqlite_sequence)) are skipped. Migration tracking tables
     (C(schema_migrations), the app's own) are compared like any other table, so a missing migration makes
     RV(comparison.superset) false.
-  - The database file is never written unless O(checkpoint=true). Nothing else is created beside it either: a closed
+  - The database file is never written unless O(checkpoint=true). Nothing else is created beside it either. A closed
     WAL database (no C(-wal)/C(-shm)) is read with C(immutable=1) and checked to be unchanged afterwards (read again
     with locks if an app opened it meanwhile); a closed WAL database with committed frames in its C(-wal) but no
     C(-shm) (a crashed app) is read from a private copy in the temporary folder, removed afterwards.
@@ -302,8 +302,8 @@ def validate(module):
                 raise TypeError(v)
             v = p[opt] = float(v)
         except (TypeError, ValueError, OverflowError):
-            module.fail_json(msg='%s=%.40r for %s is not a number of seconds. Nothing was changed; give a number such as 5 or 0.5.'
-                                 % (opt, v, p['path']))
+            module.fail_json(msg='%s=%.40r for %s is not a usable number of seconds (not a number, or too large). Nothing was changed; '
+                                 'give a number such as 5 or 0.5.' % (opt, v, p['path']))
         if not (math.isfinite(v) and 0 < v <= MAX_TIMEOUT_S):
             module.fail_json(msg='%s=%s for %s is out of range: give seconds greater than 0 and at most %d (7 days). Nothing was changed.'
                                  % (opt, v, p['path'], MAX_TIMEOUT_S))
@@ -464,7 +464,12 @@ def gather(module):
     result = dict(changed=False, checkpointed=False)
     validate(module)
     try:
+        # other local users must not control the files SQLite would read (a planted -wal injects rows); the
+        # same check sqlite_backup/sqlite_migrate make through _sqlite (see _trust.py)
+        S.check_trusted(path, action='read')
         header = S.check_db_file(path)
+        if p['compare_with']:
+            S.check_trusted(p['compare_with'], action='read')
         other_header = S.check_db_file(p['compare_with'], 'database to compare with') if p['compare_with'] else None
     except S.DbfixError as e:
         module.fail_json(msg=e.msg, **result)
