@@ -12,7 +12,6 @@ import contextlib
 import io
 import json
 import os
-import shutil
 import socket
 import subprocess
 import tempfile
@@ -21,6 +20,7 @@ import time
 import urllib.request
 
 import pytest
+from _pm2_helpers import kill_home, private_home, require_tools
 from ansible.module_utils.common import warnings as _warnings
 from ansible.module_utils.testing import patch_module_args
 
@@ -33,8 +33,6 @@ ECHO = os.path.join(HERE, 'node', 'echo_env.js')
 CRASH = os.path.join(HERE, 'node', 'crash.js')
 SECRET = 'pm2-secret-Value-7f3a'
 
-pytestmark = pytest.mark.skipif(not os.path.exists(PM2) or shutil.which('node') is None,
-                                reason='needs node and tests/tools/node_modules/.bin/pm2 (make node-tools)')
 
 
 def free_port():
@@ -45,10 +43,9 @@ def free_port():
 
 @pytest.fixture
 def pm2_home():
-    home = tempfile.mkdtemp(prefix='pm2t-', dir='/tmp')
-    yield home
-    subprocess.run([PM2, 'kill'], env=dict(os.environ, PM2_HOME=home), capture_output=True, timeout=60, check=False)
-    shutil.rmtree(home, ignore_errors=True)
+    require_tools()      # a missing pm2 or node fails the test; nothing is skipped
+    with private_home(prefix='pm2t-') as home:   # `pm2 kill`, then SIGKILL of the God daemon if still alive
+        yield home
 
 
 def run(args, check=False):
@@ -276,8 +273,7 @@ def test_first_call_banner_is_handled(pm2_home):
         out = subprocess.run([PM2, 'jlist'], env=dict(os.environ, PM2_HOME=fresh), capture_output=True, text=True, check=True).stdout
         assert 'Spawning PM2 daemon' in out and out.rstrip().endswith('[]')
     finally:
-        subprocess.run([PM2, 'kill'], env=dict(os.environ, PM2_HOME=fresh), capture_output=True, check=False)
-        shutil.rmtree(fresh, ignore_errors=True)
+        kill_home(fresh)
 
 
 def test_pm2_failure_is_reported_with_command(pm2_home, tmp_path):
