@@ -4,6 +4,7 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here" || exit 1
 bin="$here/.venv/bin"
+export PATH="$bin:$PATH"  # ansible-lint warns when its own folder is not on PATH
 export ANSIBLE_COLLECTIONS_PATH="$here/.collections:$here/.cache/collections:$HOME/.ansible/collections"
 pass=0 fail=0
 check() {
