@@ -12,6 +12,7 @@ mkdir -p "$here/.cache"
 log=$(mktemp "$here/.cache/pytest-log.XXXXXX")
 base=$(mktemp -d /tmp/dbfix-pytest.XXXXXX)
 chmod 755 "$base"  # tests hand folders to a second, unprivileged user
+# shellcheck disable=SC2317  # called by the EXIT trap
 cleanup() { rm -rf "$base" "$log"; }
 trap cleanup EXIT
 [ "$#" -gt 0 ] || set -- tests/unit tests/integration

@@ -509,8 +509,8 @@ def render_metrics(rows, now=None):
     for r in rows:
         if r['state'] == 'skip':
             continue
-        lines.append('%s{pair="%s",color="%s",check="%s"} %d' % (METRIC, _label(r['pair']), _label(r['color']), _label(r['check']),
-                                                                   1 if r['state'] == 'ok' else 0))
+        value = 1 if r['state'] == 'ok' else 0
+        lines.append('%s{pair="%s",color="%s",check="%s"} %d' % (METRIC, _label(r['pair']), _label(r['color']), _label(r['check']), value))
     lines += ['# HELP dbfix_check_problems Number of failed bluegreen.dbfix checks in the last run.',
               '# TYPE dbfix_check_problems gauge',
               'dbfix_check_problems %d' % len(problems_of(rows)),

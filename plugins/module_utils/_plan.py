@@ -112,9 +112,9 @@ def why(requested, chosen, *, blue_all, green_all, lossless, allow_data_loss, lo
 
 def refusal(plan, blue_name='blue', green_name='green', backups=()):
     """The message of a refused plan: per table counts, one-sided tables/columns, what to do."""
+    kept = (' (backups: %s)' % ', '.join(b for b in backups if b)) if any(backups) else ''
     parts = ['Pair %s/%s: the base %s does not hold every row of the other database, so sharing it would lose data '
-             '(tables: %s). Nothing was changed%s.' % (blue_name, green_name, plan['base'], ', '.join(plan['lost_tables']),
-                                                        (' (backups: %s)' % ', '.join(b for b in backups if b)) if any(backups) else '')]
+             '(tables: %s). Nothing was changed%s.' % (blue_name, green_name, plan['base'], ', '.join(plan['lost_tables']), kept)]
     parts.append('Per table (blue rows / green rows; only in blue / only in green / differing):')
     for t in sorted(plan['tables']):
         c = plan['tables'][t]

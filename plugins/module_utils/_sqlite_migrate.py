@@ -282,8 +282,9 @@ def describe_violations(conn, rows, limit=5):
                 per.setdefault(fk[0], []).append(fk[3])
             cols[t] = per
         fcols = cols[t].get(fkid)
-        parts.append('table %s%s rowid %s -> parent table %s' % (t, '(%s)' % ', '.join(fcols) if fcols else '',
-                                                                  rowid if rowid is not None else '(WITHOUT ROWID)', parent))
+        cols = '(%s)' % ', '.join(fcols) if fcols else ''
+        row = rowid if rowid is not None else '(WITHOUT ROWID)'
+        parts.append('table %s%s rowid %s -> parent table %s' % (t, cols, row, parent))
     more = len(rows) - limit
     return '; '.join(parts) + ('; and %d more' % more if more > 0 else '')
 

@@ -739,10 +739,10 @@ class Pm2Service:
                     continue
                 ns = (other.get('pm2_env') or {}).get('namespace')
                 if str(other.get('name')) == str(i) or (ns is not None and str(ns) == str(i)):
+                    why = _pm2.name_problem(self.name)
                     self.fail('cannot address pm2 process %r unambiguously: %s, so it must be addressed by its pm_id %s, '
                               'but pm2 reads %s as the name or namespace of process %r (pm_id %s). Rename one of them; '
-                              'nothing was changed.' % (self.name, _pm2.name_problem(self.name), i, i, other.get('name'),
-                                                         other.get('pm_id')))
+                              'nothing was changed.' % (self.name, why, i, i, other.get('name'), other.get('pm_id')))
         return [str(i) for i in ids]
 
     def restart_cmds(self, verb, procs):

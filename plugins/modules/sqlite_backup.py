@@ -642,8 +642,8 @@ def do_restored(module):
         out.abort()
     S.fsync_dir(target_dir)
     if moved:
-        result['recovered'] = '%s%s was kept as %s.' % ((result['recovered'] + '. Then ') if result['recovered'] else '',
-                                                       ' and '.join(m[0] for m in moved), ' and '.join(m[1] for m in moved))
+        first = (result['recovered'] + '. Then ') if result['recovered'] else ''
+        result['recovered'] = '%s%s was kept as %s.' % (first, ' and '.join(m[0] for m in moved), ' and '.join(m[1] for m in moved))
     result['duration_ms'] = int((time.time() - t0) * 1000)
     diff()
     module.exit_json(**result)

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-3.0-or-later
 """A small notes service that is *not* the TimeTracking app: the roles must drive it too.
 
@@ -39,7 +38,7 @@ def read_dotenv(path: str) -> dict[str, str]:
         line = raw.strip()
         if not line or line.startswith("#") or "=" not in line:
             continue
-        key, _, value = line.partition("=")
+        key, _dummy, value = line.partition("=")
         key = key.strip()
         if key.startswith("export "):
             key = key[len("export "):].strip()

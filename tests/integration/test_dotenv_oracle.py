@@ -39,7 +39,6 @@ TOOLS = os.path.join(ROOT, 'tests', 'tools', 'node_modules')
 PARSERS = ('16', '17', '18', '18fast')
 
 
-
 @pytest.fixture(autouse=True)
 def _needs_node_and_dotenv():
     """A missing tool fails the test (it never skips): install with make node-tools."""

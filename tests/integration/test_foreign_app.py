@@ -263,7 +263,7 @@ def test_foreign_app_phase1_phase2_cors_and_rollbacks(foreign):
         assert old.is_file() and rows(old) == rows_before[c]
         assert request(h["port"], "GET", "/health")[0] == 200
     assert rows(shared) == rows_before["blue"], "the shared DB holds every row of the base"
-    status, body, _ = request(blue["port"], "POST", "/notes", {"body": "written through blue"})
+    status, body, _dummy = request(blue["port"], "POST", "/notes", {"body": "written through blue"})
     assert status == 201, body
     assert request(green["port"], "GET", "/notes")[1]["count"] == len(rows_before["blue"]["notes"]) + 1
 

@@ -251,7 +251,7 @@ class _Dribbler(http.server.BaseHTTPRequestHandler):
         try:
             if self.mode == 'headers':
                 self.wfile.write(b'HTTP/1.1 200 OK\r\n')
-                for _ in range(120):
+                for _dummy in range(120):
                     self.wfile.write(b'X')
                     self.wfile.flush()
                     time.sleep(1)
@@ -259,7 +259,7 @@ class _Dribbler(http.server.BaseHTTPRequestHandler):
             self.send_response(500 if self.mode == 'body' else 200)
             self.send_header('Content-Length', '1000000')
             self.end_headers()
-            for _ in range(120):
+            for _dummy in range(120):
                 self.wfile.write(b'x')
                 self.wfile.flush()
                 time.sleep(1)

@@ -34,7 +34,6 @@ CRASH = os.path.join(HERE, 'node', 'crash.js')
 SECRET = 'pm2-secret-Value-7f3a'
 
 
-
 def free_port():
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))

@@ -24,7 +24,6 @@ SYSTEM_PYTHON = '/usr/bin/python3'
 SITE = os.path.join(ROOT, '.venv', 'lib', 'python%d.%d' % sys.version_info[:2], 'site-packages')
 
 
-
 @pytest.fixture(autouse=True)
 def _needs_root_and_system_python():
     """A missing prerequisite fails the test (never a skip)."""

@@ -350,7 +350,7 @@ def parse_prometheus(text: str) -> dict:
         name, labels, value = m.group(1), m.group(2), m.group(3)
         assert re.match(r'^(?:[+-]?(?:\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+)|[+-]?Inf|NaN)$', value), 'line %d: bad value %r' % (n, value)
         pairs = re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', labels or '')
-        assert len({k for k, _ in pairs}) == len(pairs), 'line %d: a label twice' % n
+        assert len({k for k, dummy in pairs}) == len(pairs), 'line %d: a label twice' % n
         key = (name, frozenset(pairs))
         assert key not in samples, 'line %d: duplicate series' % n
         samples[key] = float(value)
@@ -374,6 +374,7 @@ def test_metrics_file_is_valid_and_atomic(pair, tmp_path):
     assert prom.stat().st_mode & 0o777 == 0o644
     assert os.listdir(prom.parent) == ['dbfix.prom'], 'the temp file must be renamed away'
     samples = parse_prometheus(prom.read_text())
+
     def ok(color, check, pair_name='p1'):
         return samples[('dbfix_check_ok', frozenset({('pair', pair_name), ('color', color), ('check', check)}))]
     assert ok('blue', 'shared_link') == 1 and ok('green', 'shared_link') == 0

@@ -29,7 +29,7 @@ TRUTH = [
 ]
 
 
-@pytest.mark.parametrize('version,expected', TRUTH, ids=[str(v) for v, _ in TRUTH])
+@pytest.mark.parametrize('version,expected', TRUTH, ids=[str(v) for v, dummy in TRUTH])
 def test_truth_table(version, expected):
     assert V.affected(version) is expected
 

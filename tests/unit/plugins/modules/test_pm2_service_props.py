@@ -27,9 +27,9 @@ from _pm2_helpers import IDLE, PM2, kill_home, pm2, require_tools, run_module, s
 from ansible_collections.bluegreen.dbfix.plugins.modules import pm2_service
 
 TEXT = st.text(alphabet=st.characters(blacklist_categories=('Cs',)), max_size=24)
-NAMES = st.one_of(TEXT, st.sampled_from(['all', '-x', '--name', '/a/', '/.*/', '0', '1', '0x1', '1e3', 'Infinity', ' 1 ',
-                                          'a.json', 'x.config.js', 'my app', 'a,b', '$HOME', '~root', 'a\nb', '__proto__',
-                                          'a' * 300]))
+SPECIAL_NAMES = ['all', '-x', '--name', '/a/', '/.*/', '0', '1', '0x1', '1e3', 'Infinity', ' 1 ', 'a.json', 'x.config.js',
+                 'my app', 'a,b', '$HOME', '~root', 'a\nb', '__proto__', 'a' * 300]
+NAMES = st.one_of(TEXT, st.sampled_from(SPECIAL_NAMES))
 ENV_VALUES = st.one_of(TEXT, st.integers(), st.booleans(), st.none(), st.floats(allow_nan=True),
                        st.lists(TEXT, max_size=2), st.dictionaries(TEXT, TEXT, max_size=2))
 ENVS = st.one_of(st.none(), st.dictionaries(st.one_of(TEXT, st.sampled_from(['__proto__', 'A=B', '', 'PATH'])), ENV_VALUES,

@@ -350,7 +350,7 @@ def test_backup_never_overwrites_an_existing_file_after_any_number_of_retries(sh
         f.write('planted suffix')
     planted[f.name] = 'planted suffix'
     made = []
-    for _ in range(6):
+    for _dummy in range(6):
         r = run({'path': dbp, 'migrations_dir': str(mig), 'backup': True})
         assert r['failed'] and '001_bad.sql' in r['msg']
         made.append(r['backup_file'])
