@@ -282,9 +282,9 @@ def describe_violations(conn, rows, limit=5):
                 per.setdefault(fk[0], []).append(fk[3])
             cols[t] = per
         fcols = cols[t].get(fkid)
-        cols = '(%s)' % ', '.join(fcols) if fcols else ''
+        named = '(%s)' % ', '.join(fcols) if fcols else ''
         row = rowid if rowid is not None else '(WITHOUT ROWID)'
-        parts.append('table %s%s rowid %s -> parent table %s' % (t, cols, row, parent))
+        parts.append('table %s%s rowid %s -> parent table %s' % (t, named, row, parent))
     more = len(rows) - limit
     return '; '.join(parts) + ('; and %d more' % more if more > 0 else '')
 
