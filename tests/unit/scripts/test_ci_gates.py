@@ -24,7 +24,7 @@ def _inner_pytest(tmp_path, ci):
         'def test_ok():\n    pass\n\n'
         'def test_needs_tool():\n    pytest.skip("needs frobnicate")\n\n'
         '@pytest.mark.xfail(reason="known")\ndef test_xfail():\n    raise AssertionError\n')
-    env = dict(os.environ, CI='true' if ci else '')
+    env = dict(os.environ, CI='true' if ci else '', DBFIX_SWEEP='')
     return subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-rfEs', str(tmp_path)],
                           capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=120, check=False)
 
