@@ -406,10 +406,19 @@ def _advice(e, target):
 
 def backup(module, path, target, st, old_bytes):
     """A preserved copy of the file (``backup_local``'s name), created with the file's owner, group and mode."""
-    dest = '%s.%s.%s' % (target, os.getpid(), time.strftime('%Y-%m-%d@%H:%M:%S~', time.localtime()))
+    base = '%s.%s.%s' % (target, os.getpid(), time.strftime('%Y-%m-%d@%H:%M:%S~', time.localtime()))
+    dest = base
     made = False
     try:
-        fd = create_private(dest, st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode), like=target)
+        # Never replace an existing file: a second backup in the same second (same process) gets a counter.
+        for n in range(1, 1000):
+            try:
+                fd = create_private(dest, st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode), like=target)
+                break
+            except FileExistsError:
+                dest = '%s.%d' % (base, n)
+        else:
+            raise FileExistsError(errno.EEXIST, 'every candidate name is taken', base)
         made = True
         _write_all(fd, old_bytes, (st.st_atime_ns, st.st_mtime_ns))
     except OSError as e:
