@@ -16,7 +16,7 @@ chmod 755 "$base"  # tests hand folders to a second, unprivileged user
 cleanup() { rm -rf "$base" "$log"; }
 trap cleanup EXIT
 [ "$#" -gt 0 ] || set -- tests/unit tests/integration
-DBFIX_SWEEP=1 python -m pytest -p no:cacheprovider -q -rfEs --basetemp="$base/t" "$@" 2>&1 | tee "$log"
+DBFIX_SWEEP=1 python -m pytest -p no:cacheprovider -q -rfEs --durations=30 --basetemp="$base/t" "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 # With -q, pytest 9 prints "N passed in Xs" without the ==== padding.
 summary=$(grep -E '[0-9]+ (passed|failed|errors?|skipped).* in [0-9.]+s' "$log" | tail -n1)
