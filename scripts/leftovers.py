@@ -69,6 +69,14 @@ def processes():
     return out
 
 
+def _ppid(pid):
+    stat = _read('/proc/%d/stat' % pid) or ''
+    try:
+        return int(stat.rsplit(')', 1)[1].split()[1])
+    except (IndexError, ValueError):
+        return 0
+
+
 def own_tree():
     """This process and its ancestors."""
     pids, pid = set(), os.getpid()
@@ -122,7 +130,8 @@ def check(path):
     skip = own_tree()
     found = {'processes': [], 'containers': [], 'temp folders': []}
     for pid, (start, cmd, home, cwd) in sorted(processes().items()):
-        if pid in skip or snap['pids'].get(str(pid)) == start:
+        # The run's own pipeline (this script, its parents, and their other children such as the stage's tee).
+        if pid in skip or _ppid(pid) in skip or snap['pids'].get(str(pid)) == start:
             continue
         if OURS_CMD.search(cmd) or _in_temp_or_here(home) or _in_temp_or_here(cwd):
             found['processes'].append('pid %d: %s (PM2_HOME=%s, cwd=%s)' % (pid, cmd[:160], home or '-', cwd or '-'))

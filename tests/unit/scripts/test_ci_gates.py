@@ -42,6 +42,11 @@ def test_a_skip_is_a_skip_outside_ci(tmp_path):
     assert '1 passed, 1 skipped, 1 xfailed' in res.stdout
 
 
+class _Pid:
+    def __init__(self, pid):
+        self.pid = pid
+
+
 def _leftovers(cmd, snap, temp):
     env = dict(os.environ, DBFIX_LEFTOVER_TEMP_DIRS=str(temp))
     return subprocess.run([sys.executable, LEFTOVERS, cmd, str(snap)], capture_output=True, text=True, env=env,
@@ -57,7 +62,10 @@ def test_leftovers_names_a_pm2_like_daemon_and_a_temp_folder_then_passes_once_th
     home = temp / 'dbfix-fault-x' / 'pm2home'
     home.mkdir(parents=True)
     # A daemonised process (its own session, reparented) with a PM2_HOME in a temp folder, as pm2's God Daemon is.
-    proc = subprocess.Popen(['sleep', '300'], env=dict(os.environ, PM2_HOME=str(home)), start_new_session=True)
+    # Double fork: the sleep is reparented away from this test, as pm2's daemon is.
+    out = subprocess.run(['sh', '-c', 'sleep 300 >/dev/null 2>&1 & echo $!'], env=dict(os.environ, PM2_HOME=str(home)),
+                         capture_output=True, text=True, start_new_session=True, timeout=30, check=True)
+    proc = _Pid(int(out.stdout.strip()))
     try:
         time.sleep(0.2)
         res = _leftovers('check', snap, temp)
@@ -67,8 +75,11 @@ def test_leftovers_names_a_pm2_like_daemon_and_a_temp_folder_then_passes_once_th
         assert str(temp / 'before') not in res.stdout
         assert 'leftovers: ' in res.stdout and ' failed' in res.stdout.splitlines()[-1]
     finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
+        os.kill(proc.pid, signal.SIGKILL)
+        for _i in range(100):
+            if not os.path.exists('/proc/%d' % proc.pid):
+                break
+            time.sleep(0.1)
     shutil.rmtree(temp / 'dbfix-fault-x')
     res = _leftovers('check', snap, temp)
     assert 'pid %d' % proc.pid not in res.stdout
