@@ -605,12 +605,23 @@ def state_change(rows, last):
 
 
 def send_webhook(url, payload, timeout):
-    import urllib.request
-    req = urllib.request.Request(url, data=json.dumps(payload).encode('utf-8'), method='POST',
-                                 headers={'Content-Type': 'application/json', 'User-Agent': 'dbfix-monitor'})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
+    """POST ``payload`` as JSON (http.client: the checker runs outside Ansible, where open_url is not there)."""
+    import http.client
+    import urllib.parse
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ('http', 'https') or not parts.hostname:
+        raise ValueError('webhook URL must be http:// or https://')
+    conn_cls = http.client.HTTPSConnection if parts.scheme == 'https' else http.client.HTTPConnection
+    conn = conn_cls(parts.hostname, parts.port, timeout=timeout)
+    try:
+        path = (parts.path or '/') + ('?' + parts.query if parts.query else '')
+        conn.request('POST', path, body=json.dumps(payload).encode('utf-8'),
+                     headers={'Content-Type': 'application/json', 'User-Agent': 'dbfix-monitor'})
+        resp = conn.getresponse()
         resp.read(65536)
         return resp.status
+    finally:
+        conn.close()
 
 
 def report(rows, settings, stderr=None, now=None):
