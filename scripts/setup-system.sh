@@ -14,6 +14,7 @@ wanted=(
   sqlite3:sqlite3 shellcheck:shellcheck curl:curl nodejs:node npm:npm
   make:make g++:g++ procps:pkill psmisc:fuser util-linux:findmnt
   iproute2:ss passwd:useradd cron:cron systemd:systemd-analyze
+  nginx:nginx openssh-client:ssh
 )
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 need=()
@@ -30,7 +31,18 @@ if ((${#need[@]})); then
   echo "setup-system: installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  # Packages with a service (nginx, cron) must not start one on this machine:
+  # the tests start their own on loopback. policy-rc.d (exit 101) is Debian's
+  # way to say so; it is only added when absent, and removed afterwards.
+  policy=""
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    policy=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 0755 "$policy"
+  fi
+  rc=0
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null || rc=$?
+  [[ -z "$policy" ]] || rm -f "$policy"
+  ((rc == 0)) || exit "$rc"
 fi
 missing=()
 for entry in "${wanted[@]}"; do
