@@ -16,7 +16,13 @@ chmod 755 "$base"  # tests hand folders to a second, unprivileged user
 cleanup() { rm -rf "$base" "$log"; }
 trap cleanup EXIT
 [ "$#" -gt 0 ] || set -- tests/unit tests/integration
-DBFIX_SWEEP=1 python -m pytest -p no:cacheprovider -q -rfEs --durations=30 --basetemp="$base/t" "$@" 2>&1 | tee "$log"
+# Parallel (pytest-xdist): the tests mostly wait on pm2, Node and ansible-playbook subprocesses, so twice
+# as many workers as cores. --dist loadfile keeps a file's tests (and its module-scoped pm2 daemon) on
+# one worker. DBFIX_PYTEST_WORKERS=0 runs in this process, as before.
+workers=${DBFIX_PYTEST_WORKERS:-$(($(nproc) * 2))}
+xdist=()
+if [ "$workers" -gt 0 ]; then xdist=(-n "$workers" --dist loadfile); fi
+DBFIX_SWEEP=1 python -m pytest -p no:cacheprovider -q -rfEs --durations=30 --basetemp="$base/t" "${xdist[@]}" "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 # With -q, pytest 9 prints "N passed in Xs" without the ==== padding.
 summary=$(grep -E '[0-9]+ (passed|failed|errors?|skipped).* in [0-9.]+s' "$log" | tail -n1)

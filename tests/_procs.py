@@ -17,8 +17,13 @@ def _under(path: str, roots: tuple[str, ...]) -> bool:
     return any(path == r or path.startswith(r.rstrip('/') + '/') for r in roots)
 
 
-def processes_under(*roots) -> dict[int, str]:
-    """{pid: command line} of every process (not this one) whose PM2_HOME, cwd or command line is under ``roots``."""
+def processes_under(*roots, env_mark: str | None = None) -> dict[int, str]:
+    """{pid: command line} of every process (not this one) whose PM2_HOME, cwd or command line is under ``roots``.
+
+    With ``env_mark`` ("NAME=value"), only processes whose environment holds exactly that entry: on a shared
+    machine a new temp folder may belong to another run, and its processes are not ours to stop.
+    """
+    mark = env_mark.encode() if env_mark else None
     roots = tuple(os.path.realpath(str(r)) for r in roots)
     found = {}
     for name in os.listdir('/proc'):
@@ -33,7 +38,7 @@ def processes_under(*roots) -> dict[int, str]:
             cwd = os.readlink('/proc/%d/cwd' % pid)
         except OSError:
             continue
-        if not cmd:
+        if not cmd or (mark is not None and mark not in env):
             continue
         home = next((e[9:].decode('utf-8', 'replace') for e in env if e.startswith(b'PM2_HOME=')), '')
         if (home and _under(home, roots)) or _under(cwd, roots) or any(_under(w, roots) for w in cmd.split() if w.startswith('/')):
@@ -41,9 +46,10 @@ def processes_under(*roots) -> dict[int, str]:
     return found
 
 
-def kill_processes_under(*roots, timeout: float = 10.0) -> dict[int, str]:
-    """SIGTERM, then SIGKILL after ``timeout`` s, every process under ``roots``; returns what was found."""
-    found = processes_under(*roots)
+def kill_processes_under(*roots, timeout: float = 10.0, env_mark: str | None = None) -> dict[int, str]:
+    """SIGTERM, then SIGKILL after ``timeout`` s, every process under ``roots`` (see processes_under for
+    ``env_mark``); returns what was found."""
+    found = processes_under(*roots, env_mark=env_mark) if roots else {}
     for pid in found:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGTERM)

@@ -39,8 +39,15 @@ def pytest_runtest_makereport(item, call):
 _TEMP_AT_START: set[str] = set()
 
 
+# Every process a test starts inherits this mark (xdist workers too: the controller's session starts before
+# them), so the session-end sweep stops only this run's processes in a new temp folder outside basetemp.
+_SWEEP_MARK = 'DBFIX_SWEEP_SESSION'
+
+
 def pytest_sessionstart(session):
     import tempfile
+    import uuid
+    os.environ.setdefault(_SWEEP_MARK, uuid.uuid4().hex)
     top = tempfile.gettempdir()
     _TEMP_AT_START.update(os.path.join(top, n) for n in os.listdir(top))
 
@@ -50,20 +57,26 @@ def pytest_sessionfinish(session, exitstatus):
     test fails before its teardown). What is stopped is printed: it is a bug of that test, and
     scripts/leftovers.py still reports folders that were not removed. Only where DBFIX_SWEEP=1
     (scripts/test-pytest.sh, the one pytest of `make test`): two pytest runs at once on one machine would
-    otherwise stop each other's daemons."""
-    if os.environ.get('DBFIX_SWEEP') != '1':
+    otherwise stop each other's daemons.
+
+    Under pytest-xdist (scripts/test-pytest.sh runs ``-n N``) each worker is a session of its own, and a
+    temp folder made after a worker started may belong to a test still running on another worker: workers
+    never sweep. The controller sweeps once every worker has ended; its basetemp holds every worker's."""
+    if os.environ.get('DBFIX_SWEEP') != '1' or hasattr(session.config, 'workerinput'):
         return
     import tempfile
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from _procs import kill_processes_under
     top = tempfile.gettempdir()
     roots = [os.path.join(top, n) for n in os.listdir(top) if os.path.join(top, n) not in _TEMP_AT_START]
+    base = []
     factory = getattr(session.config, '_tmp_path_factory', None)
     if factory is not None:
         with contextlib.suppress(Exception):
-            roots.append(str(factory.getbasetemp()))
-    if not roots:
-        return
-    stopped = kill_processes_under(*roots)
+            base.append(str(factory.getbasetemp()))
+    # basetemp is this run's alone: everything under it goes. A new folder elsewhere in the temp folder may be
+    # another run's (other pytest runs on this machine): only processes carrying this session's mark.
+    stopped = kill_processes_under(*base)
+    stopped.update(kill_processes_under(*roots, env_mark='%s=%s' % (_SWEEP_MARK, os.environ.get(_SWEEP_MARK, ''))))
     for pid, cmd in sorted(stopped.items()):
         print('\nconftest: stopped pid %d left running by a test: %s' % (pid, cmd[:200]))

@@ -6,6 +6,7 @@ and folders for scripts/leftovers.py.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -84,3 +85,65 @@ def test_leftovers_names_a_pm2_like_daemon_and_a_temp_folder_then_passes_once_th
     res = _leftovers('check', snap, temp)
     assert 'pid %d' % proc.pid not in res.stdout
     assert 'temp folders left behind' not in res.stdout
+
+
+def _daemon(cwd, env):
+    """A daemonised ``sleep 300`` (own session, reparented away), as pm2's God Daemon is; returns its pid."""
+    out = subprocess.run(['sh', '-c', 'sleep 300 >/dev/null 2>&1 & echo $!'], cwd=str(cwd), env=env,
+                         capture_output=True, text=True, start_new_session=True, timeout=30, check=True)
+    return int(out.stdout.strip())
+
+
+def _gone(pid, seconds=10.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with open('/proc/%d/stat' % pid) as fh:
+                if fh.read().rsplit(')', 1)[1].split()[0] == 'Z':
+                    return True
+        except OSError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_the_session_sweep_under_xdist_stops_this_runs_leftovers_and_never_another_runs(tmp_path):
+    """pytest -n 2 with DBFIX_SWEEP=1 (as scripts/test-pytest.sh): a test on a worker leaves a daemon in a new
+    temp folder and one under its tmp_path; another run's daemon in a new temp folder (no session mark) lives on."""
+    temp = tmp_path / 'tmp'
+    temp.mkdir()
+    pids = tmp_path / 'pids'
+    (tmp_path / 'conftest.py').write_text(open(os.path.join(ROOT, 'tests', 'conftest.py')).read())
+    (tmp_path / '_procs.py').write_text(open(os.path.join(ROOT, 'tests', '_procs.py')).read())
+    (tmp_path / 'test_leaves.py').write_text(
+        'import os, subprocess, tempfile\n\n'
+        'def _d(cwd, env):\n'
+        '    out = subprocess.run(["sh", "-c", "sleep 300 >/dev/null 2>&1 & echo $!"], cwd=cwd, env=env,\n'
+        '                         capture_output=True, text=True, start_new_session=True, check=True)\n'
+        '    return out.stdout.strip()\n\n'
+        'def test_leaves_daemons(tmp_path):\n'
+        '    mine = tempfile.mkdtemp(prefix="mine-")\n'
+        '    other = tempfile.mkdtemp(prefix="other-")\n'
+        '    foreign = {k: v for k, v in os.environ.items() if k != "DBFIX_SWEEP_SESSION"}\n'
+        '    with open(%r, "w") as fh:\n'
+        '        fh.write(" ".join([_d(mine, dict(os.environ)), _d(str(tmp_path), dict(os.environ)), _d(other, foreign)]))\n'
+        % str(pids))
+    env = {k: v for k, v in os.environ.items() if k != 'DBFIX_SWEEP_SESSION'}
+    env.update(CI='', DBFIX_SWEEP='1', TMPDIR=str(temp))
+    res = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-n', '2', '-s',
+                          '--basetemp', str(tmp_path / 'base'), str(tmp_path / 'test_leaves.py')],
+                         capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=300, check=False)
+    mine, under_base, other = (int(p) for p in pids.read_text().split())
+    try:
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert '1 passed' in res.stdout
+        assert _gone(mine), 'the daemon in the run\'s own new temp folder was not stopped: ' + res.stdout
+        assert _gone(under_base), 'the daemon under basetemp was not stopped: ' + res.stdout
+        assert 'conftest: stopped pid %d ' % mine in res.stdout
+        assert 'conftest: stopped pid %d ' % under_base in res.stdout
+        assert not _gone(other, seconds=0.5), 'another run\'s daemon was stopped: ' + res.stdout
+        assert 'pid %d ' % other not in res.stdout
+    finally:
+        for pid in (mine, under_base, other):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
