@@ -163,7 +163,7 @@ def m_module_quick(src, dst):
 
 def _snapshot():
     sys.path.insert(0, os.path.join(ROOT, '.collections'))
-    from ansible_collections.bluegreen.dbfix.plugins.module_utils import _sqlite as S
+    from ansible_collections.bluegreen.dbfix.plugins.module_utils import _snapshot as S
     return S
 
 

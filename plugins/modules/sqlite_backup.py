@@ -135,7 +135,7 @@ notes:
   - O(mode), O(owner) and O(group) default to those of the source database. A mode that would let more users
     read the backup than can read the database is refused.
   - The fast copy reads the database file and the newest WAL frames of the pinned snapshot directly (see
-    C(plugins/module_utils/_sqlite.py)); if it cannot prove consistency it falls back to SQLite's backup API
+    C(plugins/module_utils/_snapshot.py)); if it cannot prove consistency it falls back to SQLite's backup API
     and says so in RV(method).
 seealso:
   - module: bluegreen.dbfix.sqlite_info
@@ -233,6 +233,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.bluegreen.dbfix.plugins.module_utils import _snapshot as SN
 from ansible_collections.bluegreen.dbfix.plugins.module_utils import _sqlite as S
 from ansible_collections.bluegreen.dbfix.plugins.module_utils import _trust as T
 from ansible_collections.bluegreen.dbfix.plugins.module_utils._openfiles import describe, holders
@@ -451,7 +452,7 @@ def _backup_once(module, path, backup_file, compare, *, mode, uid, gid, checksum
         return next((f for f, h in compare.items() if h == sha), None) if sha is not None else None
 
     if module.check_mode or compare:
-        probe = S.snapshot_copy(path, None, p['busy_timeout'])
+        probe = SN.snapshot_copy(path, None, p['busy_timeout'])
         result['journal_mode'] = probe['journal_mode']
         result['recovered'] = probe['recovered']
         if same_as(probe['sha256']):
@@ -475,8 +476,8 @@ def _backup_once(module, path, backup_file, compare, *, mode, uid, gid, checksum
             return False  # never overwrite a fixed dest with other content
         return True
 
-    info = S.snapshot_copy(path, backup_file, p['busy_timeout'], mode=mode, uid=uid, gid=gid, verify=p['verify'],
-                           before_commit=unchanged, checksum=checksum or bool(compare), replace=False)
+    info = SN.snapshot_copy(path, backup_file, p['busy_timeout'], mode=mode, uid=uid, gid=gid, verify=p['verify'],
+                            before_commit=unchanged, checksum=checksum or bool(compare), replace=False)
     if found:
         return {'same': found[0]}
     if p['dest'] and compare:
@@ -488,10 +489,10 @@ def _backup_once(module, path, backup_file, compare, *, mode, uid, gid, checksum
 def _content(path, busy_timeout):
     """(sha256, size, recovered note) of the committed content of ``path``; Nones if it cannot be read as a database.
 
-    Read-only and creating nothing beside it (see _sqlite.read_plan): used in check mode too.
+    Read-only and creating nothing beside it (see _snapshot.read_plan): used in check mode too.
     """
     try:
-        info = S.snapshot_copy(path, None, busy_timeout)
+        info = SN.snapshot_copy(path, None, busy_timeout)
     except S.DbfixError:
         return None, None, None
     return info['sha256'], info['size'], info['recovered']
@@ -539,7 +540,7 @@ def _check_src(module, path, src, result):
         T.check_trusted(src, action='restore from')
     except S.DbfixError as e:
         module.fail_json(msg='Cannot restore into %s: %s' % (path, e.msg), **result)
-    crash = S.crash_state(src)
+    crash = SN.crash_state(src)
     if crash['wal']:
         module.fail_json(msg='Cannot restore %s into %s: the backup has a non-empty %s-wal beside it (%d bytes), so the file alone is '
                              'not its full content. Make a self-contained copy first (bluegreen.dbfix.sqlite_backup with '
@@ -581,7 +582,7 @@ def do_restored(module):
     src_sha = S.sha256_file(src)
     exists = os.path.exists(target)
     now_sha, now_size, recovered = _content(target, p['busy_timeout']) if exists else (None, None, None)
-    crash = S.crash_state(target) if exists else None
+    crash = SN.crash_state(target) if exists else None
     result['recovered'] = recovered
     before = None
     if module._diff:
@@ -659,7 +660,7 @@ def _set_aside(target, aside, busy_timeout, crash, *, mode, uid, gid):
     if not crash['wal'] and not crash['journal_hot']:
         os.link(target, aside)
         return
-    S.snapshot_copy(target, aside, busy_timeout, mode=mode, uid=uid, gid=gid, verify='quick', replace=False)
+    SN.snapshot_copy(target, aside, busy_timeout, mode=mode, uid=uid, gid=gid, verify='quick', replace=False)
 
 
 def _move_side_files(target, aside):

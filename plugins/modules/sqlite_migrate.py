@@ -125,6 +125,35 @@ options:
     description: How long (milliseconds, 0 to 2147483647) to wait for a lock held by another process before failing.
     type: int
     default: 5000
+  quiesce:
+    description:
+      - >-
+        Names of the pm2 apps that own this database (with O(migrations_dir)). Our writes run on the host Python's SQLite; when
+        that SQLite has the WAL-reset bug (3.7.0 to 3.51.2 without the 3.44.6/3.50.7 backports; Debian 12 ships 3.40.1),
+        the database is in WAL mode, another process holds it open for writing and there is something to write, a
+        commit or checkpoint of ours racing the app's can corrupt the database (U(https://sqlite.org/wal.html#walresetbug)).
+        Then the module stops these apps (C(pm2 stop)) before writing, waits up to O(quiesce_timeout) seconds until no
+        other process holds the file for writing (read from C(/proc)), and refuses, naming the path, the holder pids, the
+        SQLite version and what to upgrade, when one still does (the stopped apps are started again then).
+      - Apps it stopped stay stopped after a successful run (result RV(live_write.stopped)); start or restart them
+        afterwards (the C(phase1) role restarts the app whose database changed).
+      - Without O(quiesce) such a write is refused. Processes holding the file read-only (C(mode=ro) readers) do not count.
+        With an unaffected host SQLite, or a database not in WAL mode, nothing is stopped.
+    type: list
+    elements: str
+    default: []
+  pm2_home:
+    description: C(PM2_HOME) of the daemon running the O(quiesce) apps; empty means C($PM2_HOME) or C(~/.pm2).
+    type: str
+    default: ''
+  pm2_executable:
+    description: The pm2 executable (a name on PATH or an absolute path) for O(quiesce).
+    type: str
+    default: pm2
+  quiesce_timeout:
+    description: Seconds to wait after stopping the O(quiesce) apps until no other process holds the database for writing.
+    type: int
+    default: 30
 seealso:
   - module: bluegreen.dbfix.sqlite_backup
   - module: bluegreen.dbfix.sqlite_info
@@ -204,6 +233,35 @@ backup_file:
   returned: always
   type: str
   sample: /home/ubuntu/TimeTracking-Clean/server/database.db.backup.20260101_120000
+live_write:
+  description:
+    - How this run made its writes to a live database safe from the WAL-reset bug (see O(quiesce)).
+  returned: with O(migrations_dir), when something was to be written
+  type: dict
+  contains:
+    needed:
+      description: Whether another process held the WAL database for writing while the host SQLite is affected.
+      type: bool
+    host_sqlite:
+      description: SQLite version of the Python running the module.
+      type: str
+    holders:
+      description: Pids still holding the database for writing (empty when the write went ahead).
+      type: list
+      elements: int
+    readers:
+      description: Pids holding it read-only (not counted).
+      type: list
+      elements: int
+    stopped:
+      description: pm2 apps this run stopped before writing (they stay stopped).
+      type: list
+      elements: str
+    would_stop:
+      description: In check mode, the pm2 apps a real run would stop.
+      type: list
+      elements: str
+  sample: {needed: true, host_sqlite: 3.40.1, holders: [], readers: [], stopped: [timetracking-blue], would_stop: []}
 stdout:
   description: Output of O(command).
   returned: when O(command) ran
@@ -229,8 +287,11 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.bluegreen.dbfix.plugins.module_utils import _live_write as L
+from ansible_collections.bluegreen.dbfix.plugins.module_utils import _snapshot as SN
 from ansible_collections.bluegreen.dbfix.plugins.module_utils import _sqlite as S
 from ansible_collections.bluegreen.dbfix.plugins.module_utils import _sqlite_migrate as M
+from ansible_collections.bluegreen.dbfix.plugins.module_utils import _sqlite_version as V
 
 CHECK_NOTE = ' (check mode: nothing was changed)'
 SIMULATED_NOTE = (' (check mode: found by running the migrations, exactly as a real run would, on a private copy of the database '
@@ -296,7 +357,7 @@ def _backup(run):
         S.check_dest_dir(dest_dir)
         st = os.stat(real)
         staging = M.staging_name(dest_dir, base)
-        S.snapshot_copy(path, staging, run.p['busy_timeout'], mode=st.st_mode & 0o7777, uid=st.st_uid, gid=st.st_gid, verify='quick')
+        SN.snapshot_copy(path, staging, run.p['busy_timeout'], mode=st.st_mode & 0o7777, uid=st.st_uid, gid=st.st_gid, verify='quick')
         dest = M.link_no_replace(staging, dest_dir, base)
         S.fsync_dir(dest_dir)
         return dest
@@ -353,6 +414,9 @@ def _open(run, dbfile, trust=True):
     try:
         conn = S.connect(dbfile, run.p['busy_timeout'], trust=trust)
         conn.execute('PRAGMA foreign_keys=%s' % ('ON' if run.enforce else 'OFF'))
+        if trust:
+            # the live database: no automatic checkpoint of ours racing the apps' (WAL-reset bug)
+            V.make_connection_safe(conn)
         return conn
     except S.DbfixError as e:
         run.fail(e.msg)
@@ -392,7 +456,7 @@ def run_files(run):
     tmp = None
     try:
         try:
-            tmp, copy = M.private_copy(lambda dest, folder: S.snapshot_copy(
+            tmp, copy = M.private_copy(lambda dest, folder: SN.snapshot_copy(
                 run.path, dest, p['busy_timeout'], mode=0o600, verify='none', checksum=False, tmp_dir=folder))
         except S.DbfixError as e:
             run.fail('%s could not take a private copy of %s to read: %s' % (who, run.path, e.msg))
@@ -461,6 +525,7 @@ def _migrate(run, conn, files):
         run.done()
     result['changed'] = True
     _check_writable(run)
+    _guard_live_write(run)
     if p['backup']:
         if run.check:
             try:
@@ -514,6 +579,22 @@ def _migrate(run, conn, files):
         result['current_version'] = before_version
     diff(pending)
     run.done()
+
+
+def _guard_live_write(run):
+    """Before the first write: no commit of ours may race an app's checkpoint on an affected SQLite (issue 14)."""
+    p = run.p
+    if p['quiesce_timeout'] < 0:
+        run.fail('quiesce_timeout=%d for %s must be 0 or more seconds.' % (p['quiesce_timeout'], run.path))
+    apps = [dict(name=n, pm2_home=p['pm2_home'], executable=p['pm2_executable']) for n in p['quiesce'] or []]
+    for app in apps:
+        if not str(app['name']).strip():
+            run.fail('quiesce for %s holds an app with an empty name; give the pm2 name of each app that owns the database.' % run.path)
+    info, msg = L.guard(run.module, S.real_db_path(run.path), run.path, is_wal=run.header['wal'], apps=apps,
+                        timeout=p['quiesce_timeout'], check_mode=run.check)
+    run.result['live_write'] = info
+    if msg:
+        run.fail(msg)
 
 
 def _close_tx(conn):
@@ -687,6 +768,10 @@ def main():
             uptodate_regex=dict(type='str', default='No pending migrations'),
             backup=dict(type='bool', default=False),
             busy_timeout=dict(type='int', default=5000),
+            quiesce=dict(type='list', elements='str', default=[]),
+            pm2_home=dict(type='str', default=''),
+            pm2_executable=dict(type='str', default='pm2'),
+            quiesce_timeout=dict(type='int', default=30),
         ),
         mutually_exclusive=[('migrations_dir', 'command')],
         required_one_of=[('migrations_dir', 'command')],

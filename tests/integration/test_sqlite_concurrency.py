@@ -17,6 +17,7 @@ import time
 
 import pytest
 
+from ansible_collections.bluegreen.dbfix.plugins.module_utils import _snapshot as SN
 from ansible_collections.bluegreen.dbfix.plugins.module_utils import _sqlite as S
 
 WRITER = r'''
@@ -119,7 +120,7 @@ def test_backups_of_live_db_are_consistent(tmp_path, journal_mode, allow_fast):
         for i in range(25 if journal_mode == 'wal' else 12):
             out = str(tmp_path / ('b%02d.db' % i))
             before = _ledger_count(db)
-            info = S.snapshot_copy(db, out, 60000, verify='none', allow_fast=allow_fast)
+            info = SN.snapshot_copy(db, out, 60000, verify='none', allow_fast=allow_fast)
             after = _ledger_count(db)
             methods.add(info['method'])
             if after > before:
@@ -173,7 +174,7 @@ while not os.path.exists(sys.argv[2]):
         time.sleep(0.2)
         for i in range(25):
             out = str(tmp_path / ('b%02d.db' % i))
-            S.snapshot_copy(db, out, 60000, verify='none')
+            SN.snapshot_copy(db, out, 60000, verify='none')
             backups.append(out)
     finally:
         stop_all(stop, procs)
@@ -192,8 +193,8 @@ def test_fast_and_api_copies_hold_same_content(tmp_path):
         c.execute('INSERT INTO ledger(writer, amount, total) VALUES (0, ?, ?)', (i, i))
     assert os.path.getsize(db + '-wal') > 0
     a, b = str(tmp_path / 'a.db'), str(tmp_path / 'b.db')
-    ia = S.snapshot_copy(db, a)
-    ib = S.snapshot_copy(db, b, allow_fast=False)
+    ia = SN.snapshot_copy(db, a)
+    ib = SN.snapshot_copy(db, b, allow_fast=False)
     assert (ia['method'], ib['method']) == ('snapshot-copy', 'backup-api')
     dump = []
     for f in (a, b):
@@ -212,7 +213,7 @@ def test_write_lock_path_when_the_header_keeps_moving(tmp_path, monkeypatch):
     header reads of the lock-free tries are made to disagree (a mock of that race only); the BEGIN IMMEDIATE
     path that follows is real and runs against real writer processes.
     """
-    real = S._read_shm_header
+    real = SN._read_shm_header
     calls = {'n': 0}
 
     def flaky(fd):
@@ -233,14 +234,14 @@ def test_write_lock_path_when_the_header_keeps_moving(tmp_path, monkeypatch):
         time.sleep(0.2)
         for i in range(5):
             calls['n'] = 0
-            monkeypatch.setattr(S, '_read_shm_header', flaky)
+            monkeypatch.setattr(SN, '_read_shm_header', flaky)
             out = str(tmp_path / ('b%02d.db' % i))
-            info = S.snapshot_copy(db, out, 60000, verify='none')
+            info = SN.snapshot_copy(db, out, 60000, verify='none')
             assert info['method'] == 'snapshot-copy'
             assert calls['n'] > 40  # the lock-free tries were exhausted, the write-lock path ran
             backups.append(out)
     finally:
-        monkeypatch.setattr(S, '_read_shm_header', real)
+        monkeypatch.setattr(SN, '_read_shm_header', real)
         stop_all(stop, procs)
     final = final_ledger(db)
     for b in backups:

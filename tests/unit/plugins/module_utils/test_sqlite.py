@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ansible_collections.bluegreen.dbfix.plugins.module_utils import _snapshot as SN
 from ansible_collections.bluegreen.dbfix.plugins.module_utils import _sqlite as S
 from ansible_collections.bluegreen.dbfix.plugins.module_utils._sqlite_migrate import is_tx_control, split_statements
 
@@ -52,7 +53,7 @@ def test_db_that_grew_only_in_the_wal(tmp_path):
     c.execute('COMMIT')
     assert os.path.getsize(db) == size_before  # everything new is still in the WAL
     out = str(tmp_path / 'out.db')
-    info = S.snapshot_copy(db, out)
+    info = SN.snapshot_copy(db, out)
     assert info['method'] == 'snapshot-copy' and info['integrity'] == 'ok'
     assert info['size'] > size_before * 10
     assert dump(out) == live_dump(db)
@@ -68,7 +69,7 @@ def test_unusual_page_sizes(tmp_path, page_size, mode):
     c.execute('CREATE TABLE t(x)')
     c.executemany('INSERT INTO t VALUES (?)', [('v%d' % i * 20,) for i in range(2000)])
     out = str(tmp_path / 'o.db')
-    info = S.snapshot_copy(db, out, verify='full')
+    info = SN.snapshot_copy(db, out, verify='full')
     assert info['method'] == 'snapshot-copy' and info['integrity'] == 'ok'
     assert dump(out) == live_dump(db)
     c.close()
@@ -79,9 +80,9 @@ def test_hash_only_equals_file_hash(tmp_path):
     c = writer(db)
     c.execute('CREATE TABLE t(x)')
     c.executemany('INSERT INTO t VALUES (randomblob(500))', [()] * 3000)
-    probe = S.snapshot_copy(db, None)
+    probe = SN.snapshot_copy(db, None)
     out = str(tmp_path / 'o.db')
-    real = S.snapshot_copy(db, out, verify='none')
+    real = SN.snapshot_copy(db, out, verify='none')
     assert probe['sha256'] == real['sha256'] == S.sha256_file(out)
     assert probe['size'] == real['size'] == os.path.getsize(out)
     c.close()
@@ -106,7 +107,7 @@ def test_shm_header_torn_or_missing_is_rejected(tmp_path):
     shm = tmp_path / 'x-shm'
     shm.write_bytes(b'\x00' * 10)
     fd = os.open(str(shm), os.O_RDONLY)
-    assert S._read_shm_header(fd) is None
+    assert SN._read_shm_header(fd) is None
     os.close(fd)
     db = str(tmp_path / 'w.db')
     c = sqlite3.connect(db, isolation_level=None)
@@ -114,12 +115,12 @@ def test_shm_header_torn_or_missing_is_rejected(tmp_path):
     c.execute('CREATE TABLE t(x)')
     raw = bytearray(open(db + '-shm', 'rb').read(136))
     fd = os.open(db + '-shm', os.O_RDONLY)
-    assert S._read_shm_header(fd) is not None
+    assert SN._read_shm_header(fd) is not None
     os.close(fd)
     raw[20] ^= 0xff  # the two header copies now disagree, as in a torn read
     shm.write_bytes(bytes(raw))
     fd = os.open(str(shm), os.O_RDONLY)
-    assert S._read_shm_header(fd) is None
+    assert SN._read_shm_header(fd) is None
     os.close(fd)
     c.close()
 
@@ -183,7 +184,7 @@ def test_rollback_snapshot_keeps_its_lock_through_the_copy(tmp_path):
     c.execute('CREATE TABLE t(x)')
     c.executemany('INSERT INTO t VALUES (?)', [(i,) for i in range(5000)])
     c.close()
-    snap = S.Snapshot(db).open()
+    snap = SN.Snapshot(db).open()
     try:
         out = os.open(str(tmp_path / 'o.db'), os.O_WRONLY | os.O_CREAT, 0o600)
         snap.stream(out)
@@ -223,11 +224,11 @@ def test_read_plan_picks_a_way_that_creates_nothing(tmp_path):
     c.execute('CREATE TABLE t(x)')
     c.close()
     assert sorted(os.listdir(tmp_path)) == ['wal.db']
-    assert S.read_plan(wal).how == 'immutable'
+    assert SN.read_plan(wal).how == 'immutable'
     p = _holder(wal)  # a live app: its -wal/-shm are there, an ordinary read-only connection shares them
     try:
-        assert S.in_use(wal) == (True, False)
-        assert S.read_plan(wal).how == 'shared'
+        assert SN.in_use(wal) == (True, False)
+        assert SN.read_plan(wal).how == 'shared'
     finally:
         p.kill()
         p.wait()
@@ -236,10 +237,10 @@ def test_read_plan_picks_a_way_that_creates_nothing(tmp_path):
     c.execute('CREATE TABLE t(x)')
     c.executemany('INSERT INTO t VALUES (?)', [(i,) for i in range(3000)])
     c.close()
-    assert S.read_plan(rb).how == 'shared' and S.in_use(rb) == (False, False)
+    assert SN.read_plan(rb).how == 'shared' and SN.in_use(rb) == (False, False)
     _crash(rb, "import os,sqlite3,sys\nc=sqlite3.connect(sys.argv[1],isolation_level=None)\nc.execute('PRAGMA cache_size=1')\n"
                "c.execute('BEGIN')\nc.execute('UPDATE t SET x=-x')\nos.kill(os.getpid(),9)\n")
-    plan = S.read_plan(rb)
+    plan = SN.read_plan(rb)
     assert plan.how == 'private-copy' and 'hot rollback journal %s-journal' % rb in plan.note
 
 
@@ -252,7 +253,7 @@ def test_exclusive_locking_mode_app_is_waited_for_then_named_and_nothing_created
     try:
         listing = sorted(os.listdir(tmp_path))
         with pytest.raises(S.DbfixError) as e:
-            S.read_plan(db, 300)
+            SN.read_plan(db, 300)
         assert 'locked longer than busy_timeout=300 ms' in e.value.msg and 'pid %d' % p.pid in e.value.msg
         assert sorted(os.listdir(tmp_path)) == listing
     finally:

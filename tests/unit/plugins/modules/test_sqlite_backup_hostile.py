@@ -22,6 +22,7 @@ import tempfile
 
 import pytest
 
+from ansible_collections.bluegreen.dbfix.plugins.module_utils import _snapshot as SN
 from ansible_collections.bluegreen.dbfix.plugins.module_utils import _sqlite as S
 from ansible_collections.bluegreen.dbfix.plugins.modules import sqlite_backup
 from ansible_collections.bluegreen.dbfix.tests._localusers import local_user
@@ -117,7 +118,7 @@ def hot_journal_db(path):
     good = file_rows(path)
     crash(CRASH_IN_TRANSACTION, path)
     assert os.path.getsize(path + '-journal') > 0
-    assert S.crash_state(path)['journal_hot']
+    assert SN.crash_state(path)['journal_hot']
     assert file_rows_or_error(path) != good  # the file alone is torn: the committed rows need the journal
     return good
 
@@ -222,12 +223,12 @@ def test_open_readonly_reads_committed_state_and_creates_nothing(tmp_path):
     make_db(c, 'wal')
     before = snapshot_of(tmp_path)
     for path, want, how in ((j, good_j, 'private-copy'), (w, good_w, 'private-copy'), (c, None, 'immutable')):
-        with S.open_readonly(path) as ro:
+        with SN.open_readonly(path) as ro:
             got = ro.conn.execute('SELECT id, email FROM users ORDER BY id').fetchall()
             assert ro.how == how and ro.stable()
         if want is not None:
             assert got == want
-        assert S.read_consistent(path, lambda conn: conn.execute('SELECT count(*) FROM users').fetchone()[0]) == len(got)
+        assert SN.read_consistent(path, lambda conn: conn.execute('SELECT count(*) FROM users').fetchone()[0]) == len(got)
         assert snapshot_of(tmp_path) == before
 
 
@@ -463,7 +464,7 @@ def test_reading_a_closed_wal_db_creates_no_side_files(tmp_path):
         r = run(args, check=check, diff=True)
         assert r.get('failed') is not True, r
         assert os.listdir(app) == ['database.db'] and snapshot_of(app) == before, args
-    S.snapshot_copy(db, None)
+    SN.snapshot_copy(db, None)
     S.verify_file(db, 'quick')
     assert snapshot_of(app) == before
 
@@ -485,7 +486,7 @@ def test_a_backup_name_taken_during_the_copy_goes_to_the_next_name(tmp_path, mon
     """A concurrent run cannot be timed for real inside one copy, so the other run's file is created from the
     before_commit hook, i.e. after our name was chosen and before it is linked into place."""
     db = make_db(str(tmp_path / 'database.db'))
-    real_copy = S.snapshot_copy
+    real_copy = SN.snapshot_copy
     planted = str(tmp_path / ('database.db.backup.' + TS))
 
     def racing(*a, **kw):
@@ -494,7 +495,7 @@ def test_a_backup_name_taken_during_the_copy_goes_to_the_next_name(tmp_path, mon
                 f.write(b'the other run')
         return real_copy(*a, **kw)
 
-    monkeypatch.setattr(S, 'snapshot_copy', racing)
+    monkeypatch.setattr(SN, 'snapshot_copy', racing)
     r = run({'path': db, 'timestamp': TS})
     assert r['changed'] and r['backup_file'] == planted + '.1', r
     assert open(planted, 'rb').read() == b'the other run'
