@@ -147,3 +147,67 @@ def test_the_session_sweep_under_xdist_stops_this_runs_leftovers_and_never_anoth
         for pid in (mine, under_base, other):
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def _fake_checkout(tmp_path):
+    """scripts/test-all.sh in a folder whose stage scripts are stand-ins: pytest and molecule each wait (bounded)
+    for the other to have started, so they only both pass when they run at the same time."""
+    root = tmp_path / 'co'
+    (root / 'scripts').mkdir(parents=True)
+    (root / '.venv' / 'bin').mkdir(parents=True)
+    shutil.copy(os.path.join(ROOT, 'scripts', 'test-all.sh'), root / 'scripts' / 'test-all.sh')
+    marks = tmp_path / 'marks'
+    marks.mkdir()
+    wait_for = ('for _i in $(seq 100); do [ -e %s/$1 ] && break; sleep 0.1; done; '
+                '[ -e %s/$1 ] || { echo "$1 never came"; exit 1; }' % (marks, marks))
+    scripts = {
+        'test-lint.sh': 'echo lint output; echo "lint: 3 passed, 0 failed, 0 skipped"',
+        'sanity.sh': 'echo "sanity: 1 passed, 0 failed"',
+        'test-pytest.sh': 'touch %s/pytest; w molecule || exit 1; echo "skip: tests/x.py::t - needs y"; '
+                          'echo "pytest: 5 passed, 1 failed, 1 skipped"; exit 1' % marks,
+        'test-molecule.sh': 'touch %s/molecule; w pytest || exit 1; echo molecule line 1; sleep 1; '
+                            'echo molecule line 2; echo "molecule: 2 passed, 0 failed, 0 skipped"; touch %s/mol-done'
+                            % (marks, marks),
+    }
+    for name, body in scripts.items():
+        (root / 'scripts' / name).write_text('w() { %s; }\n%s\n' % (wait_for, body))
+    (root / '.venv' / 'bin' / 'python').write_text(
+        '#!/bin/sh\n[ "$2" = check ] || exit 0\n'
+        'if [ -e %s/mol-done ] || [ "$DBFIX_STAGES" = "lint sanity" ]; then echo "leftovers: 1 passed, 0 failed, 0 skipped"; '
+        'else echo "leftovers: 0 passed, 1 failed, 0 skipped (ran before molecule ended)"; exit 1; fi\n' % marks)
+    (root / '.venv' / 'bin' / 'python').chmod(0o755)
+    return root
+
+
+def test_make_test_runs_molecule_beside_the_other_stages_and_keeps_summary_skips_and_exit_code(tmp_path):
+    root = _fake_checkout(tmp_path)
+    res = subprocess.run(['bash', str(root / 'scripts' / 'test-all.sh')], capture_output=True, text=True,
+                         env=dict(os.environ, DBFIX_STAGES=''), timeout=120, check=False)
+    out = res.stdout
+    assert res.returncode == 1, out + res.stderr
+    tail = out[out.index('==== make test summary ===='):].splitlines()[1:]
+    names = [line.split(':')[0] for line in tail[:5]]
+    assert names == ['lint', 'sanity', 'pytest', 'molecule', 'leftovers'], out
+    assert tail[0].startswith('lint: 3 passed, 0 failed, 0 skipped (') and tail[0].endswith(' s)')
+    assert tail[1].startswith('sanity: 1 passed, 0 failed, 0 skipped (')
+    assert tail[2].startswith('pytest: 5 passed, 1 failed, 1 skipped (')
+    assert tail[3].startswith('molecule: 2 passed, 0 failed, 0 skipped (')
+    assert tail[4].startswith('leftovers: 1 passed, 0 failed, 0 skipped (')
+    assert tail[5:7] == ['skipped tests:', '  pytest: tests/x.py::t - needs y']
+    assert tail[-1] == 'total: 12 passed, 1 failed, 1 skipped'
+    # Molecule's output is printed whole, in one piece, after it ended.
+    assert 'molecule line 1\nmolecule line 2\nmolecule: 2 passed' in out
+
+
+def test_make_test_one_stage_after_the_other_when_asked(tmp_path):
+    """DBFIX_OVERLAP=0: pytest waits in vain for molecule to start (fails), molecule then finds pytest's mark."""
+    root = _fake_checkout(tmp_path)
+    res = subprocess.run(['bash', str(root / 'scripts' / 'test-all.sh')], capture_output=True, text=True,
+                         env=dict(os.environ, DBFIX_OVERLAP='0', DBFIX_STAGES='pytest molecule'), timeout=120,
+                         check=False)
+    assert res.returncode == 1
+    assert 'molecule never came' in res.stdout
+    assert '== pytest: 0 passed, 1 failed, 0 skipped (' in res.stdout
+    assert '== molecule: 2 passed, 0 failed, 0 skipped (' in res.stdout
+    assert 'started in the background' not in res.stdout
+    assert res.stdout.splitlines()[-1] == 'total: 3 passed, 1 failed, 0 skipped'
