@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.bluegreen.dbfix.plugins.module_utils._errors import DbfixError
+
 # JS WhiteSpace + LineTerminator, the set matched by \s and removed by trim().
 _JS_WS_CHARS = '\t\n\x0b\x0c\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff'
 _WS = '[' + _JS_WS_CHARS + ']'
@@ -70,7 +72,7 @@ _PLAIN_RE = re.compile(r'\A[A-Za-z0-9_./:,@%+=^~!*?\[\]{}-]+\Z')
 MASK = '********'
 
 
-class DotenvError(Exception):
+class DotenvError(DbfixError):
     """An edit that cannot be made without changing what dotenv reads."""
 
 

@@ -23,6 +23,7 @@ try:
 except ImportError:  # pragma: no cover - Python 2 is not supported
     from urllib import quote  # type: ignore
 
+from ansible_collections.bluegreen.dbfix.plugins.module_utils._errors import DbfixError
 from ansible_collections.bluegreen.dbfix.plugins.module_utils._trust import check_trusted
 
 SQLITE_MAGIC = b'SQLite format 3\x00'
@@ -30,15 +31,6 @@ CHUNK = 8 * 1024 * 1024
 # a name already taken (other content, a concurrent run) gets the next free ``.N``: a backup is never overwritten
 BACKUP_RE_TEMPLATE = r'^%s\.backup\.(\d{8}_\d{6})(?:\.(\d{1,6}))?$'
 TIMESTAMP_RE = re.compile(r'^\d{8}_\d{6}$')
-
-
-class DbfixError(Exception):
-    """An error whose message is ready for ``fail_json``."""
-
-    def __init__(self, msg, **details):
-        super().__init__(msg)
-        self.msg = msg
-        self.details = details
 
 
 # --------------------------------------------------------------------------- files

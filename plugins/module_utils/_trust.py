@@ -30,6 +30,8 @@ import os
 import pwd
 import stat
 
+from ansible_collections.bluegreen.dbfix.plugins.module_utils._errors import DbfixError
+
 SIDE_SUFFIXES = ('-wal', '-shm', '-journal')
 
 
@@ -220,16 +222,14 @@ def untrusted_message(path, *, side_files=True, action='open', trusted=None):
 
 
 def check_trusted(path, *, side_files=True, action='open', trusted=None):
-    """Raise ``_sqlite.DbfixError`` when :func:`untrusted_reasons` finds anything."""
+    """Raise ``DbfixError`` when :func:`untrusted_reasons` finds anything."""
     msg = untrusted_message(path, side_files=side_files, action=action, trusted=trusted)
     if msg is not None:
-        from ansible_collections.bluegreen.dbfix.plugins.module_utils._sqlite import DbfixError
         raise DbfixError(msg)
 
 
 def check_folder_trusted(folder, trusted, what='folder'):
-    """Raise ``_sqlite.DbfixError`` when users outside ``trusted`` (plus root and us) control ``folder`` or a parent."""
+    """Raise ``DbfixError`` when users outside ``trusted`` (plus root and us) control ``folder`` or a parent."""
     reasons = untrusted_reasons(os.path.join(folder, '.dbfix-probe'), side_files=False, trusted=trusted)
     if reasons:
-        from ansible_collections.bluegreen.dbfix.plugins.module_utils._sqlite import DbfixError
         raise DbfixError('Refusing to use %s %s: %s. Nothing was written.' % (what, folder, '; '.join(reasons)))

@@ -201,16 +201,13 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
 
 from ansible_collections.bluegreen.dbfix.plugins.module_utils._dotenv import DotenvError, diff_view, edit
+from ansible_collections.bluegreen.dbfix.plugins.module_utils._errors import DbfixError
 
 NEW_FILE_MODE = 0o600
 MAX_ID = 2 ** 32 - 1          # (uid_t)-1 means "leave unchanged" to chown; larger does not fit
 # rename() refusals that an in-place write (unsafe_writes) can work around, as Ansible's atomic_move does:
 # a bind-mounted single file (EBUSY), a "filesystem" that cannot rename over a file (EXDEV, EPERM, EACCES, ETXTBSY).
 RENAME_FALLBACK_ERRNOS = frozenset((errno.EPERM, errno.EXDEV, errno.EACCES, errno.ETXTBSY, errno.EBUSY))
-
-
-class Refused(Exception):
-    """A refusal before anything was written; ``msg`` names the path, what was found and what to do."""
 
 
 def _as_text(key, v):
@@ -253,7 +250,7 @@ def _resolve(kind, value, path):
             return pwd.getpwnam(value).pw_uid if kind == 'owner' else grp.getgrnam(value).gr_gid
         except (KeyError, TypeError, ValueError):
             pass
-    raise Refused('%s: %s %r does not exist on this host; give an existing %s name or number (or leave %s out to '
+    raise DbfixError('%s: %s %r does not exist on this host; give an existing %s name or number (or leave %s out to '
                   'keep the file\'s own). The file was left unchanged.'
                   % (path, kind, value, 'user' if kind == 'owner' else 'group', kind))
 
@@ -272,10 +269,10 @@ def _wanted_mode(module, value, current, path):
             try:
                 mode = module._symbolic_mode_to_octal(fake, value)
             except Exception as e:  # ansible raises ValueError for bad symbolic modes; anything else is the same mistake
-                raise Refused('%s: mode %r is neither octal (for example "0600") nor symbolic (for example "u=rw,go=") '
+                raise DbfixError('%s: mode %r is neither octal (for example "0600") nor symbolic (for example "u=rw,go=") '
                               '(%s). The file was left unchanged.' % (path, value, to_native(e))) from None
     if mode < 0 or mode != stat.S_IMODE(mode):
-        raise Refused('%s: mode %r is not a file mode (only permission bits, at most 07777, are allowed). '
+        raise DbfixError('%s: mode %r is not a file mode (only permission bits, at most 07777, are allowed). '
                       'The file was left unchanged.' % (path, value))
     return mode
 
@@ -318,11 +315,11 @@ def check_can_keep(path, target, st, uid, gid):
     if uid != euid:
         how = 'as root (become: true)' if uid == 0 else 'as %s (become: true, become_user: %s) or as root' % (
             _user(uid), _user(uid))
-        raise Refused('%s: %s; running as %s, this task cannot give the rewritten file owner %s (uid %d) (only root can), '
+        raise DbfixError('%s: %s; running as %s, this task cannot give the rewritten file owner %s (uid %d) (only root can), '
                       'so it would end up owned by %s. Run the task %s. The file was left unchanged.'
                       % (path, have, me, _user(uid), uid, _user(euid), how))
     if gid not in set(os.getgroups()) | {os.getegid()}:
-        raise Refused('%s: %s; running as %s, who is not in group %s (gid %d), this task cannot give the rewritten file '
+        raise DbfixError('%s: %s; running as %s, who is not in group %s (gid %d), this task cannot give the rewritten file '
                       'that group, so it would change to %s. Run the task as root (become: true), or add %s to group %s. '
                       'The file was left unchanged.' % (path, have, me, _group(gid), gid, _group(os.getegid()), _user(euid),
                                                         _group(gid)))
@@ -468,24 +465,24 @@ def run(module):
     p = module.params
     path = p['path']
     if '\0' in path:
-        raise Refused('path %r holds a NUL character; give the path of the app\'s .env file' % path)
+        raise DbfixError('path %r holds a NUL character; give the path of the app\'s .env file' % path)
     target = os.path.realpath(path)
     exists = os.path.lexists(target)
     if exists and not os.path.isfile(target):
-        raise Refused('%s: %s is not a regular file; point path at the .env file itself' % (path, target))
+        raise DbfixError('%s: %s is not a regular file; point path at the .env file itself' % (path, target))
     if not exists:
         if os.path.islink(path):
             # Never create through a dangling link: the file would appear wherever the link points, possibly a
             # folder someone else controls, and a later deploy that re-links .env would not see it.
-            raise Refused('%s is a symlink to %s, which does not exist (it would resolve to %s): refusing to create a file '
+            raise DbfixError('%s is a symlink to %s, which does not exist (it would resolve to %s): refusing to create a file '
                           'through a dangling link. Create the target file first (with the owner and mode the app needs), '
                           'or replace the link with a plain file; nothing was changed.'
                           % (path, os.readlink(path), target))
         if not p['create']:
-            raise Refused('%s does not exist; check path, or set create: true to create it' % path)
+            raise DbfixError('%s does not exist; check path, or set create: true to create it' % path)
         parent = os.path.dirname(target) or '.'
         if not os.path.isdir(parent):
-            raise Refused('%s: cannot create the file, its directory %s does not exist; create the directory first'
+            raise DbfixError('%s: cannot create the file, its directory %s does not exist; create the directory first'
                           % (path, parent))
 
     try:
@@ -493,19 +490,19 @@ def run(module):
             sets = {p['key']: p['value']} if p['state'] == 'present' else {}
             unsets = [p['key']] if p['state'] == 'absent' else []
             if p['state'] == 'present' and p['value'] is None:
-                raise Refused('%s: value is required to set %s (state=present); use state: absent to remove it'
+                raise DbfixError('%s: value is required to set %s (state=present); use state: absent to remove it'
                               % (path, p['key']))
         else:
             given = p['values'] or {}
             if not given:
-                raise Refused('%s: values is empty; give at least one KEY: value' % path)
+                raise DbfixError('%s: values is empty; give at least one KEY: value' % path)
             if p['state'] == 'present':
                 sets = {k: _as_text(k, v) for k, v in given.items()}
                 unsets = []
             else:
                 sets, unsets = {}, list(given)
     except DotenvError as e:
-        raise Refused('%s: %s. The file was left unchanged.' % (path, e)) from None
+        raise DbfixError('%s: %s. The file was left unchanged.' % (path, e)) from None
 
     for v in sets.values():
         if v:
@@ -523,12 +520,12 @@ def run(module):
                 st = os.fstat(f.fileno())
                 old_bytes = f.read()
         except OSError as e:
-            raise Refused('%s: cannot read %s: %s' % (path, target, to_native(e))) from None
+            raise DbfixError('%s: cannot read %s: %s' % (path, target, to_native(e))) from None
     # A NUL byte means this is not a text file (a DB or a binary given by
     # mistake as path); editing it "successfully" would hide that mistake.
     nul = old_bytes.find(b'\0')
     if nul >= 0:
-        raise Refused('%s: this is not a .env file: it holds binary data (a NUL byte at offset %d). dotenv reads '
+        raise DbfixError('%s: this is not a .env file: it holds binary data (a NUL byte at offset %d). dotenv reads '
                       'text files of KEY=value lines; check that path points at the app\'s .env. The file was left '
                       'unchanged.' % (target, nul))
     old_text = old_bytes.decode('utf-8', 'surrogateescape')
@@ -536,7 +533,7 @@ def run(module):
     try:
         new_text, keys = edit(old_text, sets, unsets)
     except DotenvError as e:
-        raise Refused('%s: %s. The file was left unchanged.' % (path, e)) from None
+        raise DbfixError('%s: %s. The file was left unchanged.' % (path, e)) from None
     new_bytes = new_text.encode('utf-8', 'surrogateescape')
     uid, gid, mode = wanted_attrs(module, target, st)
 
@@ -589,7 +586,7 @@ def main():
     )
     try:
         result = run(module)
-    except Refused as e:
+    except DbfixError as e:
         module.fail_json(msg=str(e), keys=[], changed_keys=[])
     module.exit_json(**result)
 

@@ -174,6 +174,7 @@ except ImportError:  # pragma: no cover - Python built without sqlite3
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.bluegreen.dbfix.plugins.module_utils._errors import DbfixError
 from ansible_collections.bluegreen.dbfix.plugins.module_utils._fsinfo import fs_info
 from ansible_collections.bluegreen.dbfix.plugins.module_utils._openfiles import describe, holders
 from ansible_collections.bluegreen.dbfix.plugins.module_utils._trust import untrusted_reasons
@@ -184,15 +185,6 @@ SQLITE_MAGIC = b'SQLite format 3\x00'
 LINK_FALLBACK_ERRNOS = frozenset(e for e in (
     errno.EPERM, errno.EMLINK, errno.EXDEV, getattr(errno, 'ENOTSUP', None), getattr(errno, 'EOPNOTSUPP', None),
 ) if e is not None)
-
-
-class LinkError(Exception):
-    """A refusal: ``msg`` names the path, what was found and what to do."""
-
-    def __init__(self, msg, **details):
-        super().__init__(msg)
-        self.msg = msg
-        self.details = details
 
 
 def _lstat(path):
@@ -367,27 +359,27 @@ class SharedDbLink:
     def check_params(self):
         for name, value in (('path', self.path), ('shared', self.shared), ('old_suffix', self.suffix)):
             if value is not None and '\0' in value:
-                raise LinkError('%s %r holds a NUL character, which no file name can; give the real %s. Nothing was '
+                raise DbfixError('%s %r holds a NUL character, which no file name can; give the real %s. Nothing was '
                                 'changed.' % (name, value, 'path of the database' if name != 'old_suffix' else 'suffix'))
         if not os.path.isabs(self.path):
-            raise LinkError('path %r is not absolute; give the full path of the app\'s database file '
+            raise DbfixError('path %r is not absolute; give the full path of the app\'s database file '
                             '(a relative path would depend on the remote working directory).' % self.path)
         if self.shared is not None and not os.path.isabs(self.shared):
-            raise LinkError('shared %r (for path %s) is not absolute; the link must hold the absolute path of the shared '
+            raise DbfixError('shared %r (for path %s) is not absolute; the link must hold the absolute path of the shared '
                             'database, give it as such.' % (self.shared, self.path))
         self.path = os.path.normpath(self.path)
         if self.shared is not None:
             self.shared = os.path.normpath(self.shared)
         suffix = self.suffix
         if not suffix or '/' in suffix or '\0' in suffix or suffix in SIDECARS:
-            raise LinkError('old_suffix %r cannot be used for %s: it must be non-empty, contain no "/", and not be one of '
+            raise DbfixError('old_suffix %r cannot be used for %s: it must be non-empty, contain no "/", and not be one of '
                             'SQLite\'s own suffixes %s (SQLite would take the kept file for a journal). '
                             'Use the default ".OLD" or another plain suffix.' % (suffix, self.path, ', '.join(SIDECARS)))
         self.old = self.path + suffix
         self.result['old_file'] = self.old
         parent = os.path.dirname(self.path)
         if not os.path.isdir(parent):
-            raise LinkError('the folder of path %s (%s) does not exist; check the path (the app\'s database file), '
+            raise DbfixError('the folder of path %s (%s) does not exist; check the path (the app\'s database file), '
                             'nothing was changed.' % (self.path, parent))
 
     def check_shared(self):
@@ -396,23 +388,23 @@ class SharedDbLink:
         try:
             st = os.stat(shared)
         except FileNotFoundError:
-            raise LinkError('shared database %s does not exist (needed to link %s); create or seed it first '
+            raise DbfixError('shared database %s does not exist (needed to link %s); create or seed it first '
                             '(for example with bluegreen.dbfix.sqlite_backup), nothing was changed.' % (shared, self.path)) from None
         except OSError as e:
-            raise LinkError('shared database %s cannot be inspected (%s), needed to link %s; fix its permissions or path.'
+            raise DbfixError('shared database %s cannot be inspected (%s), needed to link %s; fix its permissions or path.'
                             % (shared, e.strerror, self.path)) from e
         if not stat.S_ISREG(st.st_mode):
-            raise LinkError('shared %s is not a regular file (found a %s); point shared at the shared SQLite database '
+            raise DbfixError('shared %s is not a regular file (found a %s); point shared at the shared SQLite database '
                             'file, nothing was changed for %s.'
                             % (shared, 'directory' if stat.S_ISDIR(st.st_mode) else 'special file', self.path))
         try:
             with open(shared, 'rb') as f:
                 head = f.read(len(SQLITE_MAGIC))
         except OSError as e:
-            raise LinkError('shared database %s cannot be read (%s); fix its permissions, nothing was changed for %s.'
+            raise DbfixError('shared database %s cannot be read (%s); fix its permissions, nothing was changed for %s.'
                             % (shared, e.strerror, self.path)) from e
         if head != SQLITE_MAGIC:
-            raise LinkError('shared %s is not a SQLite database (its first bytes are %r, expected %r); point shared at the '
+            raise DbfixError('shared %s is not a SQLite database (its first bytes are %r, expected %r); point shared at the '
                             'shared SQLite file or seed it first, nothing was changed for %s.'
                             % (shared, head[:16], SQLITE_MAGIC, self.path))
         # Without a -wal beside it nobody is using the file in WAL mode; open it
@@ -426,16 +418,16 @@ class SharedDbLink:
             finally:
                 conn.close()
         except sqlite3.Error as e:
-            raise LinkError('shared %s has a SQLite header but does not open read-only (%s); check it with '
+            raise DbfixError('shared %s has a SQLite header but does not open read-only (%s); check it with '
                             '"sqlite3 %s \'PRAGMA integrity_check\'" or seed it again, nothing was changed for %s.'
                             % (shared, e, shared, self.path)) from e
 
     def check_not_self(self):
         if os.path.lexists(self.path) and not os.path.islink(self.path) and _same_file(self.path, self.shared):
-            raise LinkError('shared %s is the same file as path %s; a link to itself would lose the database. '
+            raise DbfixError('shared %s is the same file as path %s; a link to itself would lose the database. '
                             'Give the app\'s own file as path and the shared database as shared.' % (self.shared, self.path))
         if _same_file(self.old, self.shared):
-            raise LinkError('shared %s is the same file as %s, the name path %s would be kept under; '
+            raise DbfixError('shared %s is the same file as %s, the name path %s would be kept under; '
                             'use another shared database or old_suffix.' % (self.shared, self.old, self.path))
 
     def check_filesystem(self):
@@ -452,7 +444,7 @@ class SharedDbLink:
                                  'not checked for a network filesystem.' % where)
                 continue
             if info['network']:
-                raise LinkError(
+                raise DbfixError(
                     'shared database %s (for %s) is on a network filesystem: %s lies on %s, type %s, from %s. '
                     'SQLite locking and the WAL index (-shm, used through mmap) only work when every process '
                     'goes through one local kernel; put the shared database on a local filesystem that both '
@@ -480,7 +472,7 @@ class SharedDbLink:
         folder = os.path.dirname(real)
         fst = os.stat(folder)
         if not can_access(uid, groups, fst, 2 | 1):
-            raise LinkError(
+            raise DbfixError(
                 'the app user %s cannot write the folder %s of the shared database %s (owner %s, group %s, mode %s); '
                 'SQLite creates %s-wal and %s-shm there, so the app would fail on its first write. '
                 'Fix: give that user write access (for example "chgrp %s %s && chmod g+rwx %s" with the user in group %s), '
@@ -491,7 +483,7 @@ class SharedDbLink:
         for f in [real] + [real + s for s in ('-wal', '-shm') if os.path.exists(real + s)]:
             st = os.stat(f)
             if not can_access(uid, groups, st, 4 | 2):
-                raise LinkError(
+                raise DbfixError(
                     'the app user %s cannot read and write %s (owner %s, group %s, mode %s), part of the shared database '
                     '%s. Fix: "chown %s %s" or give its group read/write access; nothing was changed for %s.'
                     % (user, f, _user_name(st.st_uid), _group_name(st.st_gid), _mode(st), self.shared,
@@ -506,7 +498,7 @@ class SharedDbLink:
         uid, _gid, _how = self.app_user()
         reasons = untrusted_reasons(db, trusted={uid})
         if reasons:
-            raise LinkError('refusing to %s: %s %s is not under the control of %s alone: %s. '
+            raise DbfixError('refusing to %s: %s %s is not under the control of %s alone: %s. '
                             'Nothing was opened or changed.'
                             % ('link %s to %s' % (self.path, self.shared) if self.state == 'linked'
                                else 'put %s back as %s' % (self.old, self.path),
@@ -517,7 +509,7 @@ class SharedDbLink:
     def check_holders(self, files, why):
         found, unreadable = holders([f for f in files if os.path.exists(f)])
         if found:
-            raise LinkError('refusing to change %s while files are open: %s. %s; nothing was changed.'
+            raise DbfixError('refusing to change %s while files are open: %s. %s; nothing was changed.'
                             % (self.path, describe(found), why), holders=found)
         if unreadable and os.geteuid() != 0:
             self.module.warn('%d processes could not be inspected for open files (not running as root); '
@@ -537,11 +529,11 @@ class SharedDbLink:
             finally:
                 conn.close()
         except sqlite3.Error as e:
-            raise LinkError('could not checkpoint %s before keeping it (%s): its -wal/-journal could not be merged; '
+            raise DbfixError('could not checkpoint %s before keeping it (%s): its -wal/-journal could not be merged; '
                             'check the file with "sqlite3 %s \'PRAGMA integrity_check\'". Nothing was moved.'
                             % (db, e, db), traceback=traceback.format_exc()) from e
         if busy:
-            raise LinkError('could not checkpoint %s: another connection appeared while it was being merged; stop the app '
+            raise DbfixError('could not checkpoint %s: another connection appeared while it was being merged; stop the app '
                             'and run again. Nothing was moved.' % db)
         if had_content:
             self.result['checkpointed'] = True
@@ -581,17 +573,17 @@ class SharedDbLink:
                 action()
                 if creates is not None:
                     made.append(creates)
-        except (LinkError, OSError) as e:
+        except (DbfixError, OSError) as e:
             for f in reversed(made):
                 try:
                     os.unlink(f)
                 except OSError:
                     pass
-            if isinstance(e, LinkError):
+            if isinstance(e, DbfixError):
                 raise
             # A checkpoint of path itself changed its bytes (not its content): say so, it is the one thing not undone.
             merged = db == self.path and self.result['checkpointed']
-            raise LinkError('%s failed (%s: %s); the files made so far (%s) were removed again and %s is as it was%s. '
+            raise DbfixError('%s failed (%s: %s); the files made so far (%s) were removed again and %s is as it was%s. '
                             'Check the permissions of %s.'
                             % (doing, e.strerror, e.filename, ', '.join(made) or 'none', self.path,
                                ' (its -wal/-journal was merged into it, same content)' if merged else '',
@@ -614,7 +606,7 @@ class SharedDbLink:
         st = _lstat(path)
         is_link = st is not None and stat.S_ISLNK(st.st_mode)
         if st is not None and not is_link and not stat.S_ISREG(st.st_mode):
-            raise LinkError('path %s is %s, not the app\'s database file or a link; check path, nothing was changed.'
+            raise DbfixError('path %s is %s, not the app\'s database file or a link; check path, nothing was changed.'
                             % (path, human(previous)))
         self.check_trust(shared, 'the shared database')
         if st is not None and not is_link:
@@ -629,7 +621,7 @@ class SharedDbLink:
                 self.result['target'] = text
                 return
             if not self.force:
-                raise LinkError('path %s is already a symlink, to %s, not to the shared database %s. If that link is '
+                raise DbfixError('path %s is already a symlink, to %s, not to the shared database %s. If that link is '
                                 'wrong, run again with force=true to replace it (its target is not touched); '
                                 'nothing was changed.' % (path, text, shared))
         sidecars = [s for s in SIDECARS if os.path.lexists(path + s)]
@@ -641,21 +633,21 @@ class SharedDbLink:
                     # An earlier run stopped between the hard link and the swap.
                     resume = True
                 else:
-                    raise LinkError('%s already exists (%s, %d bytes) and is never overwritten: it would be where %s is kept. '
+                    raise DbfixError('%s already exists (%s, %d bytes) and is never overwritten: it would be where %s is kept. '
                                     'Compare it with %s, then move it away (or remove it) or choose another old_suffix; '
                                     'nothing was changed.' % (old, human(describe_path(old)), ost.st_size, path, path))
             for s in SIDECARS:
                 if os.path.lexists(old + s) and not (resume and _same_file(old + s, path + s)):
-                    raise LinkError('%s already exists and is never overwritten: %s%s would be kept there. Move it away '
+                    raise DbfixError('%s already exists and is never overwritten: %s%s would be kept there. Move it away '
                                     'or choose another old_suffix; nothing was changed for %s.' % (old + s, path, s, path))
         else:
             if st is None and os.path.lexists(old):
-                raise LinkError('path %s does not exist but %s does: this looks like an interrupted or manual change. '
+                raise DbfixError('path %s does not exist but %s does: this looks like an interrupted or manual change. '
                                 'Move %s back to %s (to link it) or away (to link without keeping it); nothing was changed.'
                                 % (path, old, old, path))
             sidecars_here = [path + s for s in sidecars]
             if sidecars_here:
-                raise LinkError('%s is %s but %s exist beside it: SQLite files without their database. Inspect and move '
+                raise DbfixError('%s is %s but %s exist beside it: SQLite files without their database. Inspect and move '
                                 'them away; nothing was changed.' % (path, human(previous), ', '.join(sidecars_here)))
         self.check_holders([path] + [path + s for s in SIDECARS],
                            'Stop the app (for example with bluegreen.dbfix.pm2_service state=stopped) before linking: '
@@ -716,27 +708,27 @@ class SharedDbLink:
         if st is not None and stat.S_ISREG(st.st_mode):
             return
         if st is not None and not stat.S_ISLNK(st.st_mode):
-            raise LinkError('path %s is %s, neither a link nor the app\'s database file; check path, nothing was changed.'
+            raise DbfixError('path %s is %s, neither a link nor the app\'s database file; check path, nothing was changed.'
                             % (path, human(previous)))
         if st is not None:
             text = os.readlink(path)
             if self.shared is not None and not (text == self.shared or _same_file(path, self.shared)) and not self.force:
-                raise LinkError('path %s is a symlink to %s, not to the shared database %s; run with force=true to put %s '
+                raise DbfixError('path %s is a symlink to %s, not to the shared database %s; run with force=true to put %s '
                                 'back anyway (the link target is not touched), nothing was changed.'
                                 % (path, text, self.shared, old))
         ost = _lstat(old)
         if ost is None:
-            raise LinkError('%s is %s but there is no %s to put back; restore the app\'s database from a backup '
+            raise DbfixError('%s is %s but there is no %s to put back; restore the app\'s database from a backup '
                             '(bluegreen.dbfix.sqlite_backup state=restored) instead, nothing was changed.'
                             % (path, human(previous), old))
         if not stat.S_ISREG(ost.st_mode):
-            raise LinkError('%s is %s, not a regular file, so it cannot be put back as %s; inspect it, nothing was changed.'
+            raise DbfixError('%s is %s, not a regular file, so it cannot be put back as %s; inspect it, nothing was changed.'
                             % (old, human(describe_path(old)), path))
         self.check_trust(old, 'the kept database')
         sidecars = [s for s in SIDECARS if os.path.lexists(old + s)]
         for s in SIDECARS:
             if os.path.lexists(path + s):
-                raise LinkError('%s exists beside the link %s and is never overwritten; it belongs to whatever database was '
+                raise DbfixError('%s exists beside the link %s and is never overwritten; it belongs to whatever database was '
                                 'opened through the link. Stop the apps, checkpoint or move it away, then run again; '
                                 'nothing was changed.' % (path + s, path))
         self.check_holders([path] + [old] + [old + s for s in SIDECARS],
@@ -796,11 +788,11 @@ def main():
             result = link.run()
         except (OSError, ValueError) as e:
             # Only the checks run outside switch(), which undoes its own failures: nothing was changed yet.
-            raise LinkError('could not inspect the files for %s (%s: %s); check that the paths exist and can be read '
+            raise DbfixError('could not inspect the files for %s (%s: %s); check that the paths exist and can be read '
                             'by this user. Nothing was changed.'
                             % (link.path, getattr(e, 'strerror', None) or type(e).__name__,
                                getattr(e, 'filename', None) or e), traceback=traceback.format_exc()) from e
-    except LinkError as e:
+    except DbfixError as e:
         result = dict(link.result)
         result.update(e.details)
         tb = result.pop('traceback', None)

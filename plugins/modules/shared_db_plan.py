@@ -260,7 +260,7 @@ from ansible_collections.bluegreen.dbfix.plugins.module_utils import _sqlite as 
 from ansible_collections.bluegreen.dbfix.plugins.module_utils import _sqlite_compare as C
 
 
-class PlanError(Exception):
+class PlanError(S.DbfixError):
     pass
 
 
