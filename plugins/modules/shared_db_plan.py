@@ -112,6 +112,60 @@ options:
     description: Milliseconds SQLite waits for a lock.
     type: int
     default: 5000
+  apps:
+    description:
+      - >-
+        The pm2 app of each color, for the WAL-reset preflight (issue 14): before two apps share one file, the SQLite
+        library each app's process tree really maps (from C(/proc/PID/maps), a shared libsqlite3 or an addon such as
+        better-sqlite3 with SQLite linked in) is checked against the WAL-reset bug (SQLite 3.7.0 to 3.51.2, fixed in
+        3.51.3, backports 3.50.7 and 3.44.6; U(https://sqlite.org/wal.html#walresetbug)).
+      - >-
+        When the database is in WAL mode (a copy's header says so, or an app holds a C(-wal) file) and an app's SQLite is
+        affected, the module fails naming the app, its pid, the library and its version and what to upgrade, unless
+        O(allow_wal_reset_bug=true). A rollback-journal database cannot hit the bug; an app that is not running or has
+        no SQLite mapped yet (it loads it lazily) is reported with a warning, not refused.
+      - Empty (the default) skips the preflight.
+    type: dict
+    default: {}
+    suboptions:
+      blue:
+        description: The blue app.
+        type: dict
+        suboptions:
+          name:
+            description: pm2 process name.
+            type: str
+            required: true
+          pm2_home:
+            description: C(PM2_HOME) of its daemon; empty means C($PM2_HOME) or C(~/.pm2).
+            type: str
+            default: ''
+          executable:
+            description: The pm2 executable.
+            type: str
+            default: pm2
+      green:
+        description: The green app (same suboptions as O(apps.blue)).
+        type: dict
+        suboptions:
+          name:
+            description: pm2 process name.
+            type: str
+            required: true
+          pm2_home:
+            description: C(PM2_HOME) of its daemon; empty means C($PM2_HOME) or C(~/.pm2).
+            type: str
+            default: ''
+          executable:
+            description: The pm2 executable.
+            type: str
+            default: pm2
+  allow_wal_reset_bug:
+    description:
+      - Share the database even though an app's SQLite has the WAL-reset bug (see O(apps)); the result and a warning
+        still say which app should be upgraded.
+    type: bool
+    default: false
 seealso:
   - module: bluegreen.dbfix.sqlite_info
   - module: bluegreen.dbfix.shared_db_switch
@@ -136,6 +190,19 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+sqlite_check:
+  description:
+    - The WAL-reset preflight (see O(apps)) per color, and whether the database is in WAL mode.
+  returned: when O(apps) is given
+  type: dict
+  sample:
+    wal: true
+    blue:
+      name: timetracking-blue
+      pid: 4242
+      affected: false
+      state: ok
+      libraries: [{pid: 4242, path: /srv/app/better_sqlite3.node, version: 3.53.2, affected: false, kind: static, deleted: false}]
 plan:
   description: The decision (also returned when the module fails because the plan is refused).
   returned: when both copies could be compared
@@ -255,9 +322,10 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.bluegreen.dbfix.plugins.module_utils import _fsinfo, _plan
+from ansible_collections.bluegreen.dbfix.plugins.module_utils import _fsinfo, _live_write, _openfiles, _plan
 from ansible_collections.bluegreen.dbfix.plugins.module_utils import _sqlite as S
 from ansible_collections.bluegreen.dbfix.plugins.module_utils import _sqlite_compare as C
+from ansible_collections.bluegreen.dbfix.plugins.module_utils import _sqlite_version as V
 
 
 class PlanError(S.DbfixError):
@@ -346,12 +414,70 @@ def check_shared_dir(p):
     return fstype
 
 
+def sqlite_preflight(module, p):
+    """The WAL-reset check of each color's app process (issue 14); returns the result entry, fails on a refusal."""
+    check = {'wal': False}
+    for color in ('blue', 'green'):
+        try:
+            with open(p[color]['path'], 'rb') as f:
+                head = f.read(20)
+            check['wal'] = check['wal'] or (len(head) == 20 and (head[18] == 2 or head[19] == 2))
+        except OSError:
+            pass
+    bad, warn = [], []
+    for color in ('blue', 'green'):
+        app = (p['apps'] or {}).get(color)
+        if not app:
+            continue
+        entry = {'name': app['name'], 'pid': None, 'libraries': [], 'affected': False, 'state': 'ok'}
+        check[color] = entry
+        try:
+            entry['pid'], entry['libraries'] = _live_write.app_sqlite(module, app)
+        except RuntimeError as e:
+            module.fail_json(msg='SQLite preflight: cannot ask pm2 about %s app %s: %s. Nothing was changed.' % (color, app['name'], e))
+        if entry['pid'] is None:
+            entry['state'] = 'not running'
+            warn.append('%s app %s is not running, so its SQLite could not be checked for the WAL-reset bug' % (color, app['name']))
+            continue
+        files = _openfiles.open_files(_openfiles.children(entry['pid']))[0]
+        check['wal'] = check['wal'] or any(f['path'].endswith('-wal') for f in files)
+        if not entry['libraries']:
+            entry['state'] = 'unknown'
+            warn.append('%s app %s (pid %s) maps no SQLite library yet (loaded lazily?); its version could not be checked for '
+                        'the WAL-reset bug' % (color, app['name'], entry['pid']))
+            continue
+        for lib in entry['libraries']:
+            if lib['affected'] or lib['version'] is None:
+                entry['affected'] = entry['affected'] or bool(lib['affected'])
+                what = ('%s app %s (pid %s) uses %s: %s' % (color, app['name'], lib['pid'], lib['path'], V.verdict(lib['version']))
+                        if lib['affected'] else '%s app %s (pid %s) maps %s, whose SQLite version could not be read'
+                        % (color, app['name'], lib['pid'], lib['path']))
+                (bad if lib['affected'] else warn).append(what)
+        if entry['affected']:
+            entry['state'] = 'affected'
+    for w in warn:
+        module.warn(w)
+    if bad and check['wal']:
+        if not p['allow_wal_reset_bug']:
+            module.fail_json(msg='Refusing to let the pair share one WAL database: %s. Two processes writing and checkpointing one WAL '
+                                 'file is exactly the WAL-reset race. Upgrade the SQLite of that app (for Node: a better-sqlite3 '
+                                 'release bundling SQLite >= 3.51.3; for a system library: the distribution\'s fixed libsqlite3), '
+                                 'or set allow_wal_reset_bug=true (dbfix_phase2_allow_wal_reset_bug) to accept the risk. Nothing '
+                                 'was changed.' % '; '.join(bad), sqlite_check=check)
+        module.warn('Sharing a WAL database although: %s (allow_wal_reset_bug=true).' % '; '.join(bad))
+    elif bad:
+        check['note'] = 'the database is not in WAL mode, so the WAL-reset bug cannot happen while it stays so'
+    return check
+
+
 def run(module):
     p = module.params
     result = dict(changed=False)
     try:
         check_copy(p['blue'], 'blue')
         check_copy(p['green'], 'green')
+        if p['apps']:
+            result['sqlite_check'] = sqlite_preflight(module, p)
         for name, sql in p['queries'].items():
             if not isinstance(sql, str):
                 raise PlanError('dbfix_phase2_queries (option queries) entry %r must be one SQL statement (a string), got %r.' % (name, sql))
@@ -389,6 +515,7 @@ def run(module):
 
 def main():
     side = dict(path=dict(type='path', required=True), sha256=dict(type='str'))
+    app = dict(name=dict(type='str', required=True), pm2_home=dict(type='str', default=''), executable=dict(type='str', default='pm2'))
     module = AnsibleModule(
         argument_spec=dict(
             blue=dict(type='dict', required=True, options=side),
@@ -402,6 +529,8 @@ def main():
             shared_in_use=dict(type='bool', default=False),
             refuse_fstypes=dict(type='list', elements='str', default=[]),
             busy_timeout=dict(type='int', default=5000),
+            apps=dict(type='dict', default={}, options=dict(blue=dict(type='dict', options=app), green=dict(type='dict', options=app))),
+            allow_wal_reset_bug=dict(type='bool', default=False),
         ),
         supports_check_mode=True,
     )

@@ -34,7 +34,9 @@ description:
   - SQLite's internal tables (C(sqlite_%), for example C(sqlite_sequence)) are skipped. Migration tracking tables
     (C(schema_migrations), the app's own) are compared like any other table, so a missing migration makes
     RV(comparison.superset) false.
-  - The database file is never written unless O(checkpoint=true). Nothing else is created beside it either. A closed
+  - The database file is never written, not even by a checkpoint (the former C(checkpoint) option was removed: an C(_info)
+    module writes nothing; on a live shared WAL database a checkpoint from the host's SQLite could take part in the
+    WAL-reset race). Nothing else is created beside it either. A closed
     WAL database (no C(-wal)/C(-shm)) is read with C(immutable=1) and checked to be unchanged afterwards (read again
     with locks if an app opened it meanwhile); a closed WAL database with committed frames in its C(-wal) but no
     C(-shm) (a crashed app) is read from a private copy in the temporary folder, removed afterwards.
@@ -49,7 +51,7 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Everything except O(checkpoint) is read-only and runs in check mode too; the checkpoint is skipped.
+    details: Everything is read-only and runs in check mode too.
   diff_mode:
     support: none
   idempotent:
@@ -80,12 +82,6 @@ options:
   compare_with:
     description: Another SQLite database to compare with, row by row. It is opened read-only.
     type: path
-  checkpoint:
-    description:
-      - Run C(PRAGMA wal_checkpoint(TRUNCATE)) first, so the database file alone holds every committed row. The only
-        option that writes; reported as a change when the WAL was not empty.
-    type: bool
-    default: false
   busy_timeout:
     description: How long (milliseconds, 0 to 2147483647) to wait for a lock held by another process before failing.
     type: int
@@ -245,11 +241,6 @@ comparison:
     identical:
       description: RV(comparison.rows_identical) and RV(comparison.schema_identical).
       type: bool
-checkpointed:
-  description: Whether a checkpoint ran (or would run, in check mode).
-  returned: always
-  type: bool
-  sample: false
 '''
 
 import math
@@ -461,7 +452,7 @@ class _Reader:
 def gather(module):
     p = module.params
     path = p['path']
-    result = dict(changed=False, checkpointed=False)
+    result = dict(changed=False)
     validate(module)
     try:
         # other local users must not control the files SQLite would read (a planted -wal injects rows); the
@@ -479,24 +470,6 @@ def gather(module):
     for t, cols in (p['expect_columns'] or {}).items():
         if not isinstance(cols, list) or not all(isinstance(c, str) for c in cols):
             module.fail_json(msg='expect_columns.%s for %s must be a list of column names, got %r.' % (t, path, cols), **result)
-    real = S.real_db_path(path)
-    wal = real + '-wal'
-    if p['checkpoint'] and os.path.exists(wal) and os.path.getsize(wal) > 0:
-        result['changed'] = result['checkpointed'] = True
-        if not module.check_mode:
-            try:
-                conn = S.connect(real, p['busy_timeout'])
-                try:
-                    busy = conn.execute('PRAGMA wal_checkpoint(TRUNCATE)').fetchone()[0]
-                finally:
-                    conn.close()
-            except sqlite3.Error as e:
-                if S.is_locked_error(e):
-                    module.fail_json(msg=S.locked_message(path, p['busy_timeout'], e), **result)
-                module.fail_json(msg='Checkpoint of %s failed: SQLite says "%s". Nothing was changed.' % (path, e), **result)
-            if busy:
-                module.fail_json(msg='Checkpoint of %s could not finish within busy_timeout=%d ms: readers or a writer kept the WAL busy. '
-                                     'Retry later or raise busy_timeout.' % (path, p['busy_timeout']), **result)
     # A read without locks (closed WAL database, see _sqlite_compare.Source) is only kept when the files did not
     # change meanwhile; otherwise the app opened them, and the next try reads with locks.
     for _attempt in range(3):
@@ -527,7 +500,6 @@ def main():
             expect_columns=dict(type='dict'),
             integrity=dict(type='str', choices=['none', 'quick', 'full'], default='none'),
             compare_with=dict(type='path'),
-            checkpoint=dict(type='bool', default=False),
             busy_timeout=dict(type='int', default=5000),
             # raw, converted in validate(): a float option fed a 400-digit integer overflows inside AnsibleModule
             query_timeout=dict(type='raw', default=5.0),

@@ -150,6 +150,29 @@ options:
     description: The pm2 executable (a name on PATH or an absolute path) for O(quiesce).
     type: str
     default: pm2
+  policy:
+    description:
+      - >-
+        The expand/contract guard for a database both colors use (with O(migrations_dir)). V(any) (default): every
+        migration may run (a database only one app uses). V(expand): while both colors run on the shared database,
+        pending migrations are first run on a private copy (removed afterwards), one statement at a time, and the schema
+        (C(sqlite_master), C(table_xinfo), C(foreign_key_list)) and row counts before and after each statement and
+        SQLite's change counter decide; anything but adding tables, nullable or defaulted columns, indexes, views,
+        triggers or rows is refused before anything is written, naming the migration file, the statement and what it
+        does (drops, renames, type or constraint changes, C(NOT NULL) without default, deleted or changed rows). Then
+        O(expect_columns) and O(queries) (the other color's needs) are checked against the result.
+        V(contract): the explicit later step, after every color runs the new release; nothing is refused.
+    type: str
+    choices: [any, expand, contract]
+    default: any
+  expect_columns:
+    description: With O(policy=expand), columns the other color still needs after the migrations, C({table: [column, ...]}).
+    type: dict
+    default: {}
+  queries:
+    description: With O(policy=expand), named read-only queries the other color runs, C({name: sql}); each must still run after the migrations.
+    type: dict
+    default: {}
   quiesce_timeout:
     description: Seconds to wait after stopping the O(quiesce) apps until no other process holds the database for writing.
     type: int
@@ -233,6 +256,12 @@ backup_file:
   returned: always
   type: str
   sample: /home/ubuntu/TimeTracking-Clean/server/database.db.backup.20260101_120000
+policy_checked:
+  description: With O(policy=expand), the pending migrations that were tried on a private copy and found to only expand.
+  returned: with O(policy=expand), when migrations were pending
+  type: list
+  elements: str
+  sample: [004_add_users_team.sql]
 live_write:
   description:
     - How this run made its writes to a live database safe from the WAL-reset bug (see O(quiesce)).
@@ -287,6 +316,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.bluegreen.dbfix.plugins.module_utils import _expand as E
 from ansible_collections.bluegreen.dbfix.plugins.module_utils import _live_write as L
 from ansible_collections.bluegreen.dbfix.plugins.module_utils import _snapshot as SN
 from ansible_collections.bluegreen.dbfix.plugins.module_utils import _sqlite as S
@@ -525,6 +555,8 @@ def _migrate(run, conn, files):
         run.done()
     result['changed'] = True
     _check_writable(run)
+    if p['policy'] == 'expand' and pending:
+        _expand_trial(run, [(v, *by_version[v]) for v in pending], table)
     _guard_live_write(run)
     if p['backup']:
         if run.check:
@@ -579,6 +611,64 @@ def _migrate(run, conn, files):
         result['current_version'] = before_version
     diff(pending)
     run.done()
+
+
+def _expand_trial(run, migrations, table):
+    """policy=expand: run the pending migrations on a private copy, statement by statement, and refuse what is not an expansion."""
+    p = run.p
+    for t, cols in (p['expect_columns'] or {}).items():
+        if not isinstance(cols, list) or not all(isinstance(c, str) for c in cols):
+            run.fail('expect_columns.%s for %s must be a list of column names, got %r. Nothing was changed.' % (t, run.path, cols))
+    for name, sql in (p['queries'] or {}).items():
+        if not isinstance(sql, str):
+            run.fail('queries.%s for %s must be one SQL statement (a string), got %r. Nothing was changed.' % (name, run.path, sql))
+    tmp = None
+    try:
+        try:
+            tmp, copy = M.private_copy(lambda dest, folder: SN.snapshot_copy(
+                run.path, dest, p['busy_timeout'], mode=0o600, verify='none', checksum=False, tmp_dir=folder))
+        except (S.DbfixError, OSError, sqlite3.Error) as e:
+            run.fail('policy=expand could not take a private copy of %s to try the migrations on: %s. Nothing was changed.'
+                     % (run.path, getattr(e, 'msg', None) or M.sql_error(e)))
+        conn = sqlite3.connect(copy, isolation_level=None)
+        try:
+            conn.execute('PRAGMA foreign_keys=%s' % ('ON' if run.enforce else 'OFF'))
+            for _v, fn, _sha, text in migrations:
+                for stmt in M.split_statements(text):
+                    if M.is_tx_control(stmt) or M.is_fk_pragma(stmt):
+                        continue
+                    before = E.snapshot(conn)
+                    n0 = conn.total_changes
+                    try:
+                        conn.execute(stmt)
+                    except sqlite3.Error as e:
+                        run.fail('policy=expand: migration %s fails on a private copy of %s at statement: %s -- SQLite says "%s". '
+                                 'Nothing was changed.' % (fn, run.path, M.shorten(stmt), M.sql_error(e)))
+                    found = E.problems(before, E.snapshot(conn), conn.total_changes - n0, ignore=(table,))
+                    if found:
+                        run.fail('policy=expand refuses migration %s for %s: its statement "%s" %s. While both colors run on the '
+                                 'shared database a migration may only add (tables, nullable or defaulted columns, indexes, views, '
+                                 'triggers, rows). Split it: the expansion now, this part later as an explicit policy=contract step '
+                                 'once every color runs the new release. Nothing was changed (it was tried on a private copy).'
+                                 % (fn, run.path, M.shorten(stmt), '; '.join(found)))
+            missing = E.missing_columns(conn, p['expect_columns'])
+            if missing:
+                run.fail('policy=expand refuses the migrations for %s: afterwards the other color would miss columns it expects: %s. '
+                         'Nothing was changed (tried on a private copy).'
+                         % (run.path, '; '.join('%s.%s' % (t, ', '.join(c)) for t, c in sorted(missing.items()))))
+            conn.execute('PRAGMA query_only=ON')
+            for name, sql in (p['queries'] or {}).items():
+                try:
+                    conn.execute(sql).fetchmany(1)
+                except sqlite3.Error as e:
+                    run.fail('policy=expand refuses the migrations for %s: afterwards the other color\'s query %s fails: SQLite says '
+                             '"%s". Nothing was changed (tried on a private copy).' % (run.path, name, M.sql_error(e)))
+        finally:
+            conn.close()
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    run.result['policy_checked'] = [m[1] for m in migrations]
 
 
 def _guard_live_write(run):
@@ -772,6 +862,9 @@ def main():
             pm2_home=dict(type='str', default=''),
             pm2_executable=dict(type='str', default='pm2'),
             quiesce_timeout=dict(type='int', default=30),
+            policy=dict(type='str', default='any', choices=['any', 'expand', 'contract']),
+            expect_columns=dict(type='dict', default={}),
+            queries=dict(type='dict', default={}),
         ),
         mutually_exclusive=[('migrations_dir', 'command')],
         required_one_of=[('migrations_dir', 'command')],
