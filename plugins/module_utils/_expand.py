@@ -12,6 +12,8 @@ change counter; never from the statement's text alone. Stdlib only.
 
 from __future__ import annotations
 
+import sqlite3
+
 
 def _q(name):
     return '"%s"' % str(name).replace('"', '""')
@@ -29,8 +31,24 @@ def snapshot(conn):
     return {'objects': objects, 'columns': columns, 'fks': fks, 'rows': rows}
 
 
-def problems(before, after, changes, ignore=()):
-    """What a statement did that is not an expansion: a list of strings. ``changes``: rows it changed (total_changes delta)."""
+class Writes:
+    """An SQLite authorizer that records which tables a statement (and the triggers it fires) updates or deletes from."""
+
+    def __init__(self):
+        self.tables = set()
+
+    def __call__(self, action, arg1, arg2, dbname, source):
+        if action in (sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE) and arg1 and not str(arg1).startswith('sqlite_'):
+            self.tables.add(str(arg1))
+        return sqlite3.SQLITE_OK
+
+
+def problems(before, after, changes, ignore=(), written=None):
+    """What a statement did that is not an expansion: a list of strings.
+
+    ``changes``: rows it changed (total_changes delta); ``written``: tables it updates or deletes from (``Writes``),
+    None when unknown. ``ignore``: the tracking table and tables this migration created (no old row, no old code).
+    """
     out = []
     ignore = set(ignore)
     bo, ao = before['objects'], after['objects']
@@ -65,7 +83,8 @@ def problems(before, after, changes, ignore=()):
             out.append('deletes rows of table %s (%d -> %d)' % (table, before['rows'][table], after['rows'][table]))
     inserted = sum(max(0, after['rows'].get(t, 0) - before['rows'].get(t, 0)) for t in after['rows'] if t not in ignore)
     touched_ignored = sum(abs(after['rows'].get(t, 0) - before['rows'].get(t, 0)) for t in ignore)
-    if changes > inserted + touched_ignored and not any(p.startswith('deletes rows') for p in out):
+    old_written = None if written is None else set(written) - ignore
+    if changes > inserted + touched_ignored and old_written != set() and not any(p.startswith('deletes rows') for p in out):
         out.append('changes existing rows (%d row(s) changed, %d added)' % (changes, inserted))
     return out
 

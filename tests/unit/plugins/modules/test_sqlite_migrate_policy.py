@@ -47,6 +47,8 @@ REFUSED = {
                             'drops table teams'),
     'delete_rows': ("DELETE FROM users WHERE email = 'a@x';", 'deletes rows of table users'),
     'update_rows': ("UPDATE users SET name = 'y';", 'changes existing rows'),
+    'update_by_trigger': ("CREATE TRIGGER bump AFTER INSERT ON teams BEGIN UPDATE users SET name = 'z'; END;\n"
+                          "INSERT INTO teams(title) VALUES ('u');", 'changes existing rows'),
     'not_null_without_default': ('ALTER TABLE users ADD COLUMN team INTEGER NOT NULL;', 'Cannot add a NOT NULL column'),
 }
 
@@ -101,6 +103,8 @@ ALLOWED = {
                              'CREATE TRIGGER tr AFTER INSERT ON teams BEGIN SELECT 1; END;'),
     'insert_rows': "INSERT INTO teams(title) VALUES ('new');",
     'update_no_rows': "UPDATE users SET name = 'y' WHERE 0;",
+    'fill_a_table_it_created': ("CREATE TABLE labels(id INTEGER PRIMARY KEY, n TEXT);\nINSERT INTO labels(n) VALUES ('a');\n"
+                                "UPDATE labels SET n = 'b';\nDELETE FROM labels WHERE n = 'zzz';"),
 }
 
 
