@@ -73,6 +73,7 @@ from ansible_collections.bluegreen.dbfix.plugins.module_utils._sqlite import (
     AtomicFile,
     DbfixError,
     check_db_file,
+    checkpoint,
     connect,
     is_locked_error,
     locked_message,
@@ -290,15 +291,9 @@ def private_copy(plan, tmp_dir=None):
                 os.close(lock_fd)
             if before != after:
                 continue
-            conn = sqlite3.connect(copy, isolation_level=None)
-            try:
-                # the first read recovers (rolls back the journal / rebuilds the WAL index); then fold the WAL in,
-                # so the copy alone is the committed state
-                conn.execute('SELECT count(*) FROM sqlite_master').fetchone()
-                if plan.state['wal_frames']:
-                    conn.execute('PRAGMA wal_checkpoint(TRUNCATE)').fetchall()
-            finally:
-                conn.close()
+            # the first read recovers (rolls back the journal / rebuilds the WAL index); then fold the WAL in,
+            # so the copy alone is the committed state
+            checkpoint(copy)
             ok = True
             return folder, copy
         except OSError as e:

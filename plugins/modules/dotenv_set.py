@@ -251,8 +251,8 @@ def _resolve(kind, value, path):
         except (KeyError, TypeError, ValueError):
             pass
     raise DbfixError('%s: %s %r does not exist on this host; give an existing %s name or number (or leave %s out to '
-                  'keep the file\'s own). The file was left unchanged.'
-                  % (path, kind, value, 'user' if kind == 'owner' else 'group', kind))
+                     'keep the file\'s own). The file was left unchanged.'
+                     % (path, kind, value, 'user' if kind == 'owner' else 'group', kind))
 
 
 def _wanted_mode(module, value, current, path):
@@ -270,10 +270,10 @@ def _wanted_mode(module, value, current, path):
                 mode = module._symbolic_mode_to_octal(fake, value)
             except Exception as e:  # ansible raises ValueError for bad symbolic modes; anything else is the same mistake
                 raise DbfixError('%s: mode %r is neither octal (for example "0600") nor symbolic (for example "u=rw,go=") '
-                              '(%s). The file was left unchanged.' % (path, value, to_native(e))) from None
+                                 '(%s). The file was left unchanged.' % (path, value, to_native(e))) from None
     if mode < 0 or mode != stat.S_IMODE(mode):
         raise DbfixError('%s: mode %r is not a file mode (only permission bits, at most 07777, are allowed). '
-                      'The file was left unchanged.' % (path, value))
+                         'The file was left unchanged.' % (path, value))
     return mode
 
 
@@ -316,13 +316,13 @@ def check_can_keep(path, target, st, uid, gid):
         how = 'as root (become: true)' if uid == 0 else 'as %s (become: true, become_user: %s) or as root' % (
             _user(uid), _user(uid))
         raise DbfixError('%s: %s; running as %s, this task cannot give the rewritten file owner %s (uid %d) (only root can), '
-                      'so it would end up owned by %s. Run the task %s. The file was left unchanged.'
-                      % (path, have, me, _user(uid), uid, _user(euid), how))
+                         'so it would end up owned by %s. Run the task %s. The file was left unchanged.'
+                         % (path, have, me, _user(uid), uid, _user(euid), how))
     if gid not in set(os.getgroups()) | {os.getegid()}:
         raise DbfixError('%s: %s; running as %s, who is not in group %s (gid %d), this task cannot give the rewritten file '
-                      'that group, so it would change to %s. Run the task as root (become: true), or add %s to group %s. '
-                      'The file was left unchanged.' % (path, have, me, _group(gid), gid, _group(os.getegid()), _user(euid),
-                                                        _group(gid)))
+                         'that group, so it would change to %s. Run the task as root (become: true), or add %s to group %s. '
+                         'The file was left unchanged.' % (path, have, me, _group(gid), gid, _group(os.getegid()), _user(euid),
+                                                           _group(gid)))
 
 
 def _copy_xattrs(src, fd):
@@ -475,15 +475,15 @@ def run(module):
             # Never create through a dangling link: the file would appear wherever the link points, possibly a
             # folder someone else controls, and a later deploy that re-links .env would not see it.
             raise DbfixError('%s is a symlink to %s, which does not exist (it would resolve to %s): refusing to create a file '
-                          'through a dangling link. Create the target file first (with the owner and mode the app needs), '
-                          'or replace the link with a plain file; nothing was changed.'
-                          % (path, os.readlink(path), target))
+                             'through a dangling link. Create the target file first (with the owner and mode the app needs), '
+                             'or replace the link with a plain file; nothing was changed.'
+                             % (path, os.readlink(path), target))
         if not p['create']:
             raise DbfixError('%s does not exist; check path, or set create: true to create it' % path)
         parent = os.path.dirname(target) or '.'
         if not os.path.isdir(parent):
             raise DbfixError('%s: cannot create the file, its directory %s does not exist; create the directory first'
-                          % (path, parent))
+                             % (path, parent))
 
     try:
         if p['key'] is not None:
@@ -491,7 +491,7 @@ def run(module):
             unsets = [p['key']] if p['state'] == 'absent' else []
             if p['state'] == 'present' and p['value'] is None:
                 raise DbfixError('%s: value is required to set %s (state=present); use state: absent to remove it'
-                              % (path, p['key']))
+                                 % (path, p['key']))
         else:
             given = p['values'] or {}
             if not given:
@@ -526,8 +526,8 @@ def run(module):
     nul = old_bytes.find(b'\0')
     if nul >= 0:
         raise DbfixError('%s: this is not a .env file: it holds binary data (a NUL byte at offset %d). dotenv reads '
-                      'text files of KEY=value lines; check that path points at the app\'s .env. The file was left '
-                      'unchanged.' % (target, nul))
+                         'text files of KEY=value lines; check that path points at the app\'s .env. The file was left '
+                         'unchanged.' % (target, nul))
     old_text = old_bytes.decode('utf-8', 'surrogateescape')
 
     try:

@@ -155,14 +155,10 @@ old_method:
   sample: hardlink
 '''
 
-import errno
-import grp
 import os
-import pwd
 import stat
 import traceback
 from functools import partial
-from urllib.parse import quote
 
 try:
     import sqlite3
@@ -177,160 +173,24 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.bluegreen.dbfix.plugins.module_utils._errors import DbfixError
 from ansible_collections.bluegreen.dbfix.plugins.module_utils._fsinfo import fs_info
 from ansible_collections.bluegreen.dbfix.plugins.module_utils._openfiles import describe, holders
+from ansible_collections.bluegreen.dbfix.plugins.module_utils._sharedfile import (
+    SIDECARS,
+    can_access,
+    clone_file,
+    describe_path,
+    fsync_dir,
+    group_name,
+    groups_of,
+    human,
+    lstat_or_none,
+    mode_text,
+    replace_with_symlink,
+    same_file,
+    user_name,
+    who,
+)
+from ansible_collections.bluegreen.dbfix.plugins.module_utils._sqlite import SQLITE_MAGIC, checkpoint, uri_for
 from ansible_collections.bluegreen.dbfix.plugins.module_utils._trust import untrusted_reasons
-
-SIDECARS = ('-wal', '-shm', '-journal')
-SQLITE_MAGIC = b'SQLite format 3\x00'
-# errno values for which a hard link is impossible here but a copy is not.
-LINK_FALLBACK_ERRNOS = frozenset(e for e in (
-    errno.EPERM, errno.EMLINK, errno.EXDEV, getattr(errno, 'ENOTSUP', None), getattr(errno, 'EOPNOTSUPP', None),
-) if e is not None)
-
-
-def _lstat(path):
-    try:
-        return os.lstat(path)
-    except FileNotFoundError:
-        return None
-
-
-def describe_path(path):
-    """``file``, ``absent``, ``link:<text>``, or ``other:<kind>`` for what is at ``path``."""
-    st = _lstat(path)
-    if st is None:
-        return 'absent'
-    if stat.S_ISLNK(st.st_mode):
-        return 'link:%s' % os.readlink(path)
-    if stat.S_ISREG(st.st_mode):
-        return 'file'
-    if stat.S_ISDIR(st.st_mode):
-        return 'other:directory'
-    return 'other:special file'
-
-
-def human(description):
-    """``describe_path`` output in words, for messages."""
-    if description == 'file':
-        return 'a regular file'
-    if description == 'absent':
-        return 'missing'
-    if description.startswith('link:'):
-        return 'a symlink to %s' % description[5:]
-    return 'a %s' % description.split(':', 1)[1]
-
-
-def _same_file(a, b):
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
-def _sqlite_uri(path, **query):
-    return 'file:%s?%s' % (quote(path, safe='/'), '&'.join('%s=%s' % kv for kv in sorted(query.items())))
-
-
-def _mode(st):
-    return '%04o' % stat.S_IMODE(st.st_mode)
-
-
-def _user_name(uid):
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
-
-
-def _group_name(gid):
-    try:
-        return grp.getgrgid(gid).gr_name
-    except KeyError:
-        return str(gid)
-
-
-def _who(uid):
-    name = _user_name(uid)
-    return 'uid %d' % uid if name == str(uid) else '%s (uid %d)' % (name, uid)
-
-
-def _groups_of(uid, fallback_gid):
-    try:
-        pw = pwd.getpwuid(uid)
-    except KeyError:
-        return {fallback_gid}
-    try:
-        return set(os.getgrouplist(pw.pw_name, pw.pw_gid))
-    except OSError:
-        return {pw.pw_gid}
-
-
-def can_access(uid, groups, st, want):
-    """POSIX mode-bit check: can ``uid`` (in ``groups``) get ``want`` (4=r, 2=w, 1=x) on ``st``.
-
-    Like the kernel, only one class applies: owner, else group, else other.
-    root may do anything (directories) - we do not model capabilities.
-    """
-    if uid == 0:
-        return True
-    mode = stat.S_IMODE(st.st_mode)
-    if st.st_uid == uid:
-        bits = (mode >> 6) & 7
-    elif st.st_gid in groups:
-        bits = (mode >> 3) & 7
-    else:
-        bits = mode & 7
-    return bits & want == want
-
-
-def _fsync_dir(directory):
-    """Make the renames durable; a filesystem that cannot fsync a folder is not an error."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _copy_exclusive(src, dst):
-    """Copy ``src`` to a new ``dst`` (never overwriting), keeping mode, owner and times."""
-    st = os.stat(src)
-    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IMODE(st.st_mode))
-    try:
-        with os.fdopen(fd, 'wb') as out, open(src, 'rb') as inp:
-            while True:
-                chunk = inp.read(1024 * 1024)
-                if not chunk:
-                    break
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(dst, stat.S_IMODE(st.st_mode))
-        if os.geteuid() == 0:
-            os.chown(dst, st.st_uid, st.st_gid)
-        os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
-    except BaseException:
-        try:
-            os.unlink(dst)
-        except OSError:
-            pass
-        raise
-
-
-def clone_file(src, dst):
-    """Give ``src``'s content a second name ``dst``; ``dst`` must not exist. Returns the method."""
-    try:
-        os.link(src, dst)
-        return 'hardlink'
-    except OSError as e:
-        if e.errno not in LINK_FALLBACK_ERRNOS:
-            raise
-    _copy_exclusive(src, dst)
-    return 'copy'
 
 
 class SharedDbLink:
@@ -360,27 +220,27 @@ class SharedDbLink:
         for name, value in (('path', self.path), ('shared', self.shared), ('old_suffix', self.suffix)):
             if value is not None and '\0' in value:
                 raise DbfixError('%s %r holds a NUL character, which no file name can; give the real %s. Nothing was '
-                                'changed.' % (name, value, 'path of the database' if name != 'old_suffix' else 'suffix'))
+                                 'changed.' % (name, value, 'path of the database' if name != 'old_suffix' else 'suffix'))
         if not os.path.isabs(self.path):
             raise DbfixError('path %r is not absolute; give the full path of the app\'s database file '
-                            '(a relative path would depend on the remote working directory).' % self.path)
+                             '(a relative path would depend on the remote working directory).' % self.path)
         if self.shared is not None and not os.path.isabs(self.shared):
             raise DbfixError('shared %r (for path %s) is not absolute; the link must hold the absolute path of the shared '
-                            'database, give it as such.' % (self.shared, self.path))
+                             'database, give it as such.' % (self.shared, self.path))
         self.path = os.path.normpath(self.path)
         if self.shared is not None:
             self.shared = os.path.normpath(self.shared)
         suffix = self.suffix
         if not suffix or '/' in suffix or '\0' in suffix or suffix in SIDECARS:
             raise DbfixError('old_suffix %r cannot be used for %s: it must be non-empty, contain no "/", and not be one of '
-                            'SQLite\'s own suffixes %s (SQLite would take the kept file for a journal). '
-                            'Use the default ".OLD" or another plain suffix.' % (suffix, self.path, ', '.join(SIDECARS)))
+                             'SQLite\'s own suffixes %s (SQLite would take the kept file for a journal). '
+                             'Use the default ".OLD" or another plain suffix.' % (suffix, self.path, ', '.join(SIDECARS)))
         self.old = self.path + suffix
         self.result['old_file'] = self.old
         parent = os.path.dirname(self.path)
         if not os.path.isdir(parent):
             raise DbfixError('the folder of path %s (%s) does not exist; check the path (the app\'s database file), '
-                            'nothing was changed.' % (self.path, parent))
+                             'nothing was changed.' % (self.path, parent))
 
     def check_shared(self):
         """``shared`` exists, is a regular file with the SQLite header, and opens read-only."""
@@ -389,46 +249,45 @@ class SharedDbLink:
             st = os.stat(shared)
         except FileNotFoundError:
             raise DbfixError('shared database %s does not exist (needed to link %s); create or seed it first '
-                            '(for example with bluegreen.dbfix.sqlite_backup), nothing was changed.' % (shared, self.path)) from None
+                             '(for example with bluegreen.dbfix.sqlite_backup), nothing was changed.' % (shared, self.path)) from None
         except OSError as e:
             raise DbfixError('shared database %s cannot be inspected (%s), needed to link %s; fix its permissions or path.'
-                            % (shared, e.strerror, self.path)) from e
+                             % (shared, e.strerror, self.path)) from e
         if not stat.S_ISREG(st.st_mode):
             raise DbfixError('shared %s is not a regular file (found a %s); point shared at the shared SQLite database '
-                            'file, nothing was changed for %s.'
-                            % (shared, 'directory' if stat.S_ISDIR(st.st_mode) else 'special file', self.path))
+                             'file, nothing was changed for %s.'
+                             % (shared, 'directory' if stat.S_ISDIR(st.st_mode) else 'special file', self.path))
         try:
             with open(shared, 'rb') as f:
                 head = f.read(len(SQLITE_MAGIC))
         except OSError as e:
             raise DbfixError('shared database %s cannot be read (%s); fix its permissions, nothing was changed for %s.'
-                            % (shared, e.strerror, self.path)) from e
+                             % (shared, e.strerror, self.path)) from e
         if head != SQLITE_MAGIC:
             raise DbfixError('shared %s is not a SQLite database (its first bytes are %r, expected %r); point shared at the '
-                            'shared SQLite file or seed it first, nothing was changed for %s.'
-                            % (shared, head[:16], SQLITE_MAGIC, self.path))
+                             'shared SQLite file or seed it first, nothing was changed for %s.'
+                             % (shared, head[:16], SQLITE_MAGIC, self.path))
         # Without a -wal beside it nobody is using the file in WAL mode; open it
         # immutable so a read-only connection leaves no empty -wal/-shm behind.
         busy = any(os.path.lexists(shared + s) for s in ('-wal', '-shm'))
-        query = {'mode': 'ro'} if busy else {'mode': 'ro', 'immutable': '1'}
         try:
-            conn = sqlite3.connect(_sqlite_uri(shared, **query), uri=True, timeout=5)
+            conn = sqlite3.connect(uri_for(shared, 'ro', immutable=not busy), uri=True, timeout=5)
             try:
                 conn.execute('SELECT count(*) FROM sqlite_master').fetchone()
             finally:
                 conn.close()
         except sqlite3.Error as e:
             raise DbfixError('shared %s has a SQLite header but does not open read-only (%s); check it with '
-                            '"sqlite3 %s \'PRAGMA integrity_check\'" or seed it again, nothing was changed for %s.'
-                            % (shared, e, shared, self.path)) from e
+                             '"sqlite3 %s \'PRAGMA integrity_check\'" or seed it again, nothing was changed for %s.'
+                             % (shared, e, shared, self.path)) from e
 
     def check_not_self(self):
-        if os.path.lexists(self.path) and not os.path.islink(self.path) and _same_file(self.path, self.shared):
+        if os.path.lexists(self.path) and not os.path.islink(self.path) and same_file(self.path, self.shared):
             raise DbfixError('shared %s is the same file as path %s; a link to itself would lose the database. '
-                            'Give the app\'s own file as path and the shared database as shared.' % (self.shared, self.path))
-        if _same_file(self.old, self.shared):
+                             'Give the app\'s own file as path and the shared database as shared.' % (self.shared, self.path))
+        if same_file(self.old, self.shared):
             raise DbfixError('shared %s is the same file as %s, the name path %s would be kept under; '
-                            'use another shared database or old_suffix.' % (self.shared, self.old, self.path))
+                             'use another shared database or old_suffix.' % (self.shared, self.old, self.path))
 
     def check_filesystem(self):
         real = os.path.realpath(self.shared)
@@ -453,7 +312,7 @@ class SharedDbLink:
 
     def app_user(self):
         """(uid, gid, how) of the app's user, derived from ``path``."""
-        st = _lstat(self.path)
+        st = lstat_or_none(self.path)
         if st is not None and stat.S_ISREG(st.st_mode):
             return st.st_uid, st.st_gid, 'owner of %s' % self.path
         if st is not None and stat.S_ISLNK(st.st_mode):
@@ -466,8 +325,8 @@ class SharedDbLink:
         uid, gid, how = self.app_user()
         if uid == 0:
             return
-        groups = _groups_of(uid, gid)
-        user = '%s (uid %d, %s)' % (_user_name(uid), uid, how)
+        groups = groups_of(uid, gid)
+        user = '%s (uid %d, %s)' % (user_name(uid), uid, how)
         real = os.path.realpath(self.shared)
         folder = os.path.dirname(real)
         fst = os.stat(folder)
@@ -477,8 +336,8 @@ class SharedDbLink:
                 'SQLite creates %s-wal and %s-shm there, so the app would fail on its first write. '
                 'Fix: give that user write access (for example "chgrp %s %s && chmod g+rwx %s" with the user in group %s), '
                 'or put the shared database in a folder the app user owns; nothing was changed for %s.'
-                % (user, folder, self.shared, _user_name(fst.st_uid), _group_name(fst.st_gid), _mode(fst),
-                   os.path.basename(real), os.path.basename(real), _group_name(gid), folder, folder, _group_name(gid),
+                % (user, folder, self.shared, user_name(fst.st_uid), group_name(fst.st_gid), mode_text(fst),
+                   os.path.basename(real), os.path.basename(real), group_name(gid), folder, folder, group_name(gid),
                    self.path))
         for f in [real] + [real + s for s in ('-wal', '-shm') if os.path.exists(real + s)]:
             st = os.stat(f)
@@ -486,8 +345,8 @@ class SharedDbLink:
                 raise DbfixError(
                     'the app user %s cannot read and write %s (owner %s, group %s, mode %s), part of the shared database '
                     '%s. Fix: "chown %s %s" or give its group read/write access; nothing was changed for %s.'
-                    % (user, f, _user_name(st.st_uid), _group_name(st.st_gid), _mode(st), self.shared,
-                       _user_name(uid), f, self.path))
+                    % (user, f, user_name(st.st_uid), group_name(st.st_gid), mode_text(st), self.shared,
+                       user_name(uid), f, self.path))
 
     def check_trust(self, db, what):
         """Refuse, before SQLite opens anything, a database (``db``) that users other than root, us and the app user
@@ -499,18 +358,18 @@ class SharedDbLink:
         reasons = untrusted_reasons(db, trusted={uid})
         if reasons:
             raise DbfixError('refusing to %s: %s %s is not under the control of %s alone: %s. '
-                            'Nothing was opened or changed.'
-                            % ('link %s to %s' % (self.path, self.shared) if self.state == 'linked'
+                             'Nothing was opened or changed.'
+                             % ('link %s to %s' % (self.path, self.shared) if self.state == 'linked'
                                else 'put %s back as %s' % (self.old, self.path),
-                               what, db, 'root' if uid == 0 else 'root and the app user %s' % _who(uid),
+                               what, db, 'root' if uid == 0 else 'root and the app user %s' % who(uid),
                                '; '.join(reasons)),
-                            untrusted=reasons)
+                             untrusted=reasons)
 
     def check_holders(self, files, why):
         found, unreadable = holders([f for f in files if os.path.exists(f)])
         if found:
             raise DbfixError('refusing to change %s while files are open: %s. %s; nothing was changed.'
-                            % (self.path, describe(found), why), holders=found)
+                             % (self.path, describe(found), why), holders=found)
         if unreadable and os.geteuid() != 0:
             self.module.warn('%d processes could not be inspected for open files (not running as root); '
                              'make sure the app using %s is stopped.' % (unreadable, self.path))
@@ -521,38 +380,20 @@ class SharedDbLink:
         """Merge a WAL / roll back a hot journal into ``db`` so it is complete on its own."""
         had_content = (os.path.exists(db + '-wal') and os.path.getsize(db + '-wal') > 0) or os.path.exists(db + '-journal')
         try:
-            conn = sqlite3.connect(_sqlite_uri(db, mode='rw'), uri=True, timeout=5, isolation_level=None)
-            try:
-                # Reading the schema rolls back a hot journal; the checkpoint merges the WAL.
-                conn.execute('SELECT count(*) FROM sqlite_master').fetchone()
-                busy = conn.execute('PRAGMA wal_checkpoint(TRUNCATE)').fetchone()[0]
-            finally:
-                conn.close()
+            busy = checkpoint(db)
         except sqlite3.Error as e:
             raise DbfixError('could not checkpoint %s before keeping it (%s): its -wal/-journal could not be merged; '
-                            'check the file with "sqlite3 %s \'PRAGMA integrity_check\'". Nothing was moved.'
-                            % (db, e, db), traceback=traceback.format_exc()) from e
+                             'check the file with "sqlite3 %s \'PRAGMA integrity_check\'". Nothing was moved.'
+                             % (db, e, db), traceback=traceback.format_exc()) from e
         if busy:
             raise DbfixError('could not checkpoint %s: another connection appeared while it was being merged; stop the app '
-                            'and run again. Nothing was moved.' % db)
+                             'and run again. Nothing was moved.' % db)
         if had_content:
             self.result['checkpointed'] = True
 
     def make_symlink(self, target, owner=None):
         """Atomically make ``self.path`` a symlink to ``target`` (temp link + rename)."""
-        directory, base = os.path.split(self.path)
-        tmp = os.path.join(directory, '.%s.dbfix-%d-%s.tmp' % (base, os.getpid(), os.urandom(4).hex()))
-        os.symlink(target, tmp)
-        try:
-            if owner is not None and os.geteuid() == 0:
-                os.lchown(tmp, owner[0], owner[1])
-            os.replace(tmp, self.path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        replace_with_symlink(self.path, target, owner)
 
     def switch(self, doing, db, sidecars, steps):
         """The changing part of a run, put back as a whole when any of it fails; returns the sidecars left.
@@ -584,11 +425,11 @@ class SharedDbLink:
             # A checkpoint of path itself changed its bytes (not its content): say so, it is the one thing not undone.
             merged = db == self.path and self.result['checkpointed']
             raise DbfixError('%s failed (%s: %s); the files made so far (%s) were removed again and %s is as it was%s. '
-                            'Check the permissions of %s.'
-                            % (doing, e.strerror, e.filename, ', '.join(made) or 'none', self.path,
+                             'Check the permissions of %s.'
+                             % (doing, e.strerror, e.filename, ', '.join(made) or 'none', self.path,
                                ' (its -wal/-journal was merged into it, same content)' if merged else '',
                                os.path.dirname(self.path)),
-                            traceback=traceback.format_exc()) from e
+                             traceback=traceback.format_exc()) from e
         return sidecars
 
     def diff(self, before, after):
@@ -603,27 +444,27 @@ class SharedDbLink:
         path, old, shared = self.path, self.old, self.shared
         previous = describe_path(path)
         self.result['previous'] = previous
-        st = _lstat(path)
+        st = lstat_or_none(path)
         is_link = st is not None and stat.S_ISLNK(st.st_mode)
         if st is not None and not is_link and not stat.S_ISREG(st.st_mode):
             raise DbfixError('path %s is %s, not the app\'s database file or a link; check path, nothing was changed.'
-                            % (path, human(previous)))
+                             % (path, human(previous)))
         self.check_trust(shared, 'the shared database')
         if st is not None and not is_link:
             self.check_trust(path, 'the app\'s database')
+        self.check_not_self()  # before check_shared opens it: a link to itself is refused with nothing touched
         self.check_shared()
-        self.check_not_self()
         self.check_filesystem()
         self.check_app_user()
         if is_link:
             text = os.readlink(path)
-            if text == shared or _same_file(path, shared):
+            if text == shared or same_file(path, shared):
                 self.result['target'] = text
                 return
             if not self.force:
                 raise DbfixError('path %s is already a symlink, to %s, not to the shared database %s. If that link is '
-                                'wrong, run again with force=true to replace it (its target is not touched); '
-                                'nothing was changed.' % (path, text, shared))
+                                 'wrong, run again with force=true to replace it (its target is not touched); '
+                                 'nothing was changed.' % (path, text, shared))
         sidecars = [s for s in SIDECARS if os.path.lexists(path + s)]
         resume = False
         if not is_link and st is not None:
@@ -634,21 +475,21 @@ class SharedDbLink:
                     resume = True
                 else:
                     raise DbfixError('%s already exists (%s, %d bytes) and is never overwritten: it would be where %s is kept. '
-                                    'Compare it with %s, then move it away (or remove it) or choose another old_suffix; '
-                                    'nothing was changed.' % (old, human(describe_path(old)), ost.st_size, path, path))
+                                     'Compare it with %s, then move it away (or remove it) or choose another old_suffix; '
+                                     'nothing was changed.' % (old, human(describe_path(old)), ost.st_size, path, path))
             for s in SIDECARS:
-                if os.path.lexists(old + s) and not (resume and _same_file(old + s, path + s)):
+                if os.path.lexists(old + s) and not (resume and same_file(old + s, path + s)):
                     raise DbfixError('%s already exists and is never overwritten: %s%s would be kept there. Move it away '
-                                    'or choose another old_suffix; nothing was changed for %s.' % (old + s, path, s, path))
+                                     'or choose another old_suffix; nothing was changed for %s.' % (old + s, path, s, path))
         else:
             if st is None and os.path.lexists(old):
                 raise DbfixError('path %s does not exist but %s does: this looks like an interrupted or manual change. '
-                                'Move %s back to %s (to link it) or away (to link without keeping it); nothing was changed.'
-                                % (path, old, old, path))
+                                 'Move %s back to %s (to link it) or away (to link without keeping it); nothing was changed.'
+                                 % (path, old, old, path))
             sidecars_here = [path + s for s in sidecars]
             if sidecars_here:
                 raise DbfixError('%s is %s but %s exist beside it: SQLite files without their database. Inspect and move '
-                                'them away; nothing was changed.' % (path, human(previous), ', '.join(sidecars_here)))
+                                 'them away; nothing was changed.' % (path, human(previous), ', '.join(sidecars_here)))
         self.check_holders([path] + [path + s for s in SIDECARS],
                            'Stop the app (for example with bluegreen.dbfix.pm2_service state=stopped) before linking: '
                            'moving a file a process has open makes it keep writing to the kept .OLD')
@@ -683,7 +524,7 @@ class SharedDbLink:
                 else:
                     todo.append((keep_old, old))
                 todo.extend((partial(clone_file, path + s, old + s), old + s)
-                            for s in sidecars if not (resume and _same_file(old + s, path + s)))
+                            for s in sidecars if not (resume and same_file(old + s, path + s)))
             todo.append((partial(self.make_symlink, shared, owner), None))
             return todo
 
@@ -695,7 +536,7 @@ class SharedDbLink:
                 os.unlink(path + s)
             except OSError as e:
                 leftovers.append('%s (%s)' % (path + s, e.strerror))
-        _fsync_dir(os.path.dirname(path))
+        fsync_dir(os.path.dirname(path))
         if leftovers:
             self.module.warn('linked %s, but could not remove %s; it is a copy of the matching %s file and can be '
                              'deleted.' % (path, ', '.join(leftovers), old))
@@ -704,33 +545,33 @@ class SharedDbLink:
         path, old = self.path, self.old
         previous = describe_path(path)
         self.result['previous'] = previous
-        st = _lstat(path)
+        st = lstat_or_none(path)
         if st is not None and stat.S_ISREG(st.st_mode):
             return
         if st is not None and not stat.S_ISLNK(st.st_mode):
             raise DbfixError('path %s is %s, neither a link nor the app\'s database file; check path, nothing was changed.'
-                            % (path, human(previous)))
+                             % (path, human(previous)))
         if st is not None:
             text = os.readlink(path)
-            if self.shared is not None and not (text == self.shared or _same_file(path, self.shared)) and not self.force:
+            if self.shared is not None and not (text == self.shared or same_file(path, self.shared)) and not self.force:
                 raise DbfixError('path %s is a symlink to %s, not to the shared database %s; run with force=true to put %s '
-                                'back anyway (the link target is not touched), nothing was changed.'
-                                % (path, text, self.shared, old))
-        ost = _lstat(old)
+                                 'back anyway (the link target is not touched), nothing was changed.'
+                                 % (path, text, self.shared, old))
+        ost = lstat_or_none(old)
         if ost is None:
             raise DbfixError('%s is %s but there is no %s to put back; restore the app\'s database from a backup '
-                            '(bluegreen.dbfix.sqlite_backup state=restored) instead, nothing was changed.'
-                            % (path, human(previous), old))
+                             '(bluegreen.dbfix.sqlite_backup state=restored) instead, nothing was changed.'
+                             % (path, human(previous), old))
         if not stat.S_ISREG(ost.st_mode):
             raise DbfixError('%s is %s, not a regular file, so it cannot be put back as %s; inspect it, nothing was changed.'
-                            % (old, human(describe_path(old)), path))
+                             % (old, human(describe_path(old)), path))
         self.check_trust(old, 'the kept database')
         sidecars = [s for s in SIDECARS if os.path.lexists(old + s)]
         for s in SIDECARS:
             if os.path.lexists(path + s):
                 raise DbfixError('%s exists beside the link %s and is never overwritten; it belongs to whatever database was '
-                                'opened through the link. Stop the apps, checkpoint or move it away, then run again; '
-                                'nothing was changed.' % (path + s, path))
+                                 'opened through the link. Stop the apps, checkpoint or move it away, then run again; '
+                                 'nothing was changed.' % (path + s, path))
         self.check_holders([path] + [old] + [old + s for s in SIDECARS],
                            'Stop every app using the shared database through %s (and anything holding %s) before unlinking'
                            % (path, old))
@@ -756,7 +597,7 @@ class SharedDbLink:
             except OSError as e:
                 self.module.warn('could not remove %s after restoring %s (%s); it is a copy and can be deleted.'
                                  % (old + s, path, e.strerror))
-        _fsync_dir(os.path.dirname(path))
+        fsync_dir(os.path.dirname(path))
 
     def run(self):
         self.check_params()
@@ -789,8 +630,8 @@ def main():
         except (OSError, ValueError) as e:
             # Only the checks run outside switch(), which undoes its own failures: nothing was changed yet.
             raise DbfixError('could not inspect the files for %s (%s: %s); check that the paths exist and can be read '
-                            'by this user. Nothing was changed.'
-                            % (link.path, getattr(e, 'strerror', None) or type(e).__name__,
+                             'by this user. Nothing was changed.'
+                             % (link.path, getattr(e, 'strerror', None) or type(e).__name__,
                                getattr(e, 'filename', None) or e), traceback=traceback.format_exc()) from e
     except DbfixError as e:
         result = dict(link.result)
