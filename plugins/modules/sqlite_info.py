@@ -34,9 +34,9 @@ description:
   - SQLite's internal tables (C(sqlite_%), for example C(sqlite_sequence)) are skipped. Migration tracking tables
     (C(schema_migrations), the app's own) are compared like any other table, so a missing migration makes
     RV(comparison.superset) false.
-  - The database file is never written, not even by a checkpoint (the former C(checkpoint) option was removed: an C(_info)
-    module writes nothing; on a live shared WAL database a checkpoint from the host's SQLite could take part in the
-    WAL-reset race). Nothing else is created beside it either. A closed
+  - The database file is never written, not even by a checkpoint (the former C(checkpoint) option was removed, since an
+    C(_info) module writes nothing, and on a live shared WAL database a checkpoint from the host's SQLite could take part
+    in the WAL-reset race). Nothing else is created beside it either. A closed
     WAL database (no C(-wal)/C(-shm)) is read with C(immutable=1) and checked to be unchanged afterwards (read again
     with locks if an app opened it meanwhile); a closed WAL database with committed frames in its C(-wal) but no
     C(-shm) (a crashed app) is read from a private copy in the temporary folder, removed afterwards.

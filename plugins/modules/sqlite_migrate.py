@@ -166,11 +166,11 @@ options:
     choices: [any, expand, contract]
     default: any
   expect_columns:
-    description: With O(policy=expand), columns the other color still needs after the migrations, C({table: [column, ...]}).
+    description: With O(policy=expand), columns the other color still needs after the migrations, a list of column names per table.
     type: dict
     default: {}
   queries:
-    description: With O(policy=expand), named read-only queries the other color runs, C({name: sql}); each must still run after the migrations.
+    description: With O(policy=expand), named read-only queries the other color runs (name to SQL); each must still run after the migrations.
     type: dict
     default: {}
   quiesce_timeout:
