@@ -179,11 +179,12 @@ def guard(module, real, path, *, is_wal, apps, timeout, check_mode, version=None
     In check mode nothing is stopped: ``would_stop`` names what a real run would stop.
     """
     version = version or V.host_version()
-    info = dict(needed=False, host_sqlite=version, holders=[], readers=[], stopped=[], would_stop=[])
+    info = dict(needed=False, host_sqlite=version, holders=[], readers=[], stopped=[], would_stop=[], unreadable=0)
     if not needs_guard(is_wal, version):
         return info, None
-    holders, readers, _unreadable = writers(real)
+    holders, readers, unreadable = writers(real)
     info['readers'] = readers
+    info['unreadable'] = unreadable
     info['holders'] = [h['pid'] for h in holders]
     if not holders:
         return info, None

@@ -290,7 +290,10 @@ live_write:
       description: In check mode, the pm2 apps a real run would stop.
       type: list
       elements: str
-  sample: {needed: true, host_sqlite: 3.40.1, holders: [], readers: [], stopped: [timetracking-blue], would_stop: []}
+    unreadable:
+      description: Processes whose open files could not be read (another user's, when not root); a warning says so.
+      type: int
+  sample: {needed: true, host_sqlite: 3.40.1, holders: [], readers: [], stopped: [timetracking-blue], would_stop: [], unreadable: 0}
 stdout:
   description: Output of O(command).
   returned: when O(command) ran
@@ -690,6 +693,10 @@ def _guard_live_write(run):
     run.result['live_write'] = info
     if msg:
         run.fail(msg)
+    if info['unreadable'] and L.needs_guard(run.header['wal']):
+        run.module.warn('%d process(es) could not be inspected (their /proc/PID/fd is not readable for uid %d), so a holder of %s among '
+                        'them would not be seen by the WAL-reset guard; run as root or as the apps\' user to be sure.'
+                        % (info['unreadable'], os.geteuid(), run.path))
 
 
 def _close_tx(conn):

@@ -54,3 +54,26 @@ def test_writers_tells_read_write_from_read_only_holders(tmp_path):
         for p in (rw, ro):
             p.kill()
             p.wait(timeout=30)
+
+
+def test_sqlite_migrate_refuses_bad_quiesce_settings_and_changes_nothing(tmp_path):
+    import hashlib
+
+    from ansible_collections.bluegreen.dbfix.plugins.modules import sqlite_migrate
+    from ansible_collections.bluegreen.dbfix.tests.unit.plugins.modules._modrun import run_module
+    db = str(tmp_path / 'a.db')
+    c = sqlite3.connect(db)
+    c.execute('CREATE TABLE t(x)')
+    c.commit()
+    c.close()
+    (tmp_path / 'm').mkdir()
+    (tmp_path / 'm' / '001_a.sql').write_text('ALTER TABLE t ADD COLUMN y TEXT;\n')
+    before = hashlib.sha256(open(db, 'rb').read()).hexdigest()
+    res = run_module(sqlite_migrate, dict(path=db, migrations_dir=str(tmp_path / 'm'), quiesce_timeout=-1))
+    assert res['failed'] and 'quiesce_timeout=-1' in res['msg'] and db in res['msg']
+    res = run_module(sqlite_migrate, dict(path=db, migrations_dir=str(tmp_path / 'm'), quiesce=[' ']))
+    assert res['failed'] and 'empty name' in res['msg']
+    assert hashlib.sha256(open(db, 'rb').read()).hexdigest() == before
+    # the same database, nobody else holding it: applied, nothing stopped
+    res = run_module(sqlite_migrate, dict(path=db, migrations_dir=str(tmp_path / 'm'), quiesce=['not-running']))
+    assert not res.get('failed') and res['applied'] == ['001_a.sql'] and res['live_write']['stopped'] == []
