@@ -1,9 +1,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """pytest helper: a real local blue/green estate in a temp dir.
 
-The harness itself (estate, prober, writer, snapshots) is ``bench/_estate.py``,
-loaded here under the name ``dbfix_bench_estate`` so the benchmarks and the
-reliability tests measure with the same code. This file adds what tests need:
+The harness itself (estate, prober, writer, snapshots) is ``tests/harness/estate.py``,
+loaded here under the name ``dbfix_harness_estate`` (as ``bench/_estate.py`` loads it) so the
+benchmarks and the reliability tests measure with the same code. This file adds what tests need:
 an estate built once per test module by the real estate builder
 (``tests/estate/build.yml``) with free ports and its own PM2_HOME under a temp
 dir, ``pm2 kill`` at teardown, and fast resets between cases (snapshots of the
@@ -26,10 +26,10 @@ FAULT_CALLBACKS = Path(__file__).resolve().parent / "callback_plugins"
 
 
 def _load_harness():
-    name = "dbfix_bench_estate"
+    name = "dbfix_harness_estate"
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / "_estate.py")
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / "harness" / "estate.py")
     mod = importlib.util.module_from_spec(spec)
     sys.modules[name] = mod
     spec.loader.exec_module(mod)

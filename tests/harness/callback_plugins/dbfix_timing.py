@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Benchmark-only callback: wall time of every task, role and play, written as JSON.
+"""Harness callback (benchmarks and tests): wall time of every task, role and play, written as JSON.
 
 Enabled by the benchmarks with ``ANSIBLE_CALLBACKS_ENABLED=dbfix_timing`` and
-``ANSIBLE_CALLBACK_PLUGINS=bench/callback_plugins``; writes to
+``ANSIBLE_CALLBACK_PLUGINS=tests/harness/callback_plugins``; writes to
 ``$DBFIX_TIMING_FILE``. ansible-core has no ``profile_tasks`` (it lives in
 ansible.posix, which is not installed here), so this is the small equivalent.
 A task's time runs from its start until the next task (or the end of the play)
