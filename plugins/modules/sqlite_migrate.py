@@ -210,6 +210,23 @@ EXAMPLES = r'''
     path: "{{ dbfix_db_path }}"
     migrations_dir: "{{ dbfix_app_dir }}/migrations"
 
+- name: Migrate the live shared DB; stop both apps for the write if the host SQLite has the WAL-reset bug
+  bluegreen.dbfix.sqlite_migrate:
+    path: /home/ubuntu/database-shared.db
+    migrations_dir: /opt/timetracking/migrations
+    quiesce: [timetracking-blue, timetracking-green]
+    pm2_home: /home/ubuntu/.pm2
+
+- name: While both colors run the shared DB, allow only expanding migrations; green (old release) still needs these
+  bluegreen.dbfix.sqlite_migrate:
+    path: /home/ubuntu/database-shared.db
+    migrations_dir: /opt/timetracking/migrations
+    policy: expand
+    expect_columns:
+      users: [id, email, position]
+    queries:
+      active_users: SELECT id, email FROM users WHERE active = 1
+
 - name: Run the app's own migrator
   bluegreen.dbfix.sqlite_migrate:
     path: "{{ dbfix_db_path }}"
