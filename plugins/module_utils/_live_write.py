@@ -124,6 +124,8 @@ def pm2_call(module, app, *args):
 
 def app_process(module, app):
     """The jlist entry summary of ``app`` (None when pm2 does not know it); raises RuntimeError when pm2 fails."""
+    if not _pm2.daemon_running(_pm2.pm2_home(app.get('pm2_home') or None)):
+        return None  # no daemon, no process; asking pm2 would start a daemon as a side effect
     rc, out, err = pm2_call(module, app, 'jlist')
     if rc != 0:
         raise RuntimeError('pm2 jlist failed for %s (rc=%d): %s' % (app['name'], rc, (err or out).strip()[-400:]))

@@ -77,3 +77,12 @@ def test_sqlite_migrate_refuses_bad_quiesce_settings_and_changes_nothing(tmp_pat
     # the same database, nobody else holding it: applied, nothing stopped
     res = run_module(sqlite_migrate, dict(path=db, migrations_dir=str(tmp_path / 'm'), quiesce=['not-running']))
     assert not res.get('failed') and res['applied'] == ['001_a.sql'] and res['live_write']['stopped'] == []
+
+
+def test_no_pm2_daemon_is_started_by_asking(tmp_path):
+    """An app in a PM2_HOME without a daemon is 'not running', and asking does not spawn a God daemon there."""
+    home = tmp_path / 'pm2home'
+    home.mkdir()
+    assert L.app_process(None, dict(name='x', pm2_home=str(home), executable='pm2')) is None
+    assert L.app_sqlite(None, dict(name='x', pm2_home=str(home), executable='pm2')) == (None, [])
+    assert not (home / 'pm2.pid').exists() and list(home.iterdir()) == []
