@@ -17,7 +17,7 @@ description:
     answer O(smoke_status); its pm2 process (from a M(bluegreen.dbfix.pm2_info) result) must be online and must not
     have restarted for O(stable_seconds); the shared database must hold the columns the candidate expects
     (from a M(bluegreen.dbfix.sqlite_info) result with C(expect_columns)).
-  - A failing gate does not fail the task: RV(passed) is false and RV(reasons) names every failing gate, so the
+  - A failing gate does not fail the task; RV(passed) is false and RV(reasons) names every failing gate, so the
     caller can refuse the promotion and report all of them at once.
 author:
   - bluegreen.dbfix contributors (!UNKNOWN)

@@ -16,7 +16,7 @@ description:
     C(server) that listens on O(listen_address):O(listen_port) and proxies to the production color.
   - When the file already routes to O(production) nothing is done (no write, no reload).
   - Otherwise the file is written atomically (a temp file in the same folder, then a rename), C(nginx -t) checks the
-    whole configuration and nginx is reloaded gracefully (C(nginx -s reload): new workers take the new file, old
+    whole configuration and nginx is reloaded gracefully (C(nginx -s reload) - new workers take the new file, old
     workers finish their requests). A failing C(nginx -t) or reload puts the previous file back and fails.
   - With O(watch_seconds) the old color stays as C(backup) server while the new one is probed through the proxy
     (O(probe_path)); any failing probe puts the previous file back, reloads, and fails with RV(reverted). After a
