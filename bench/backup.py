@@ -404,7 +404,7 @@ def main():
         '',
         'A separate process commits one row every ~5 ms (`BEGIN IMMEDIATE` … `COMMIT`); "longest stall" is the longest single '
         'commit (lock wait included) that overlapped the copy. In WAL mode sqlite_backup pins a read snapshot and never '
-        'takes the write lock unless the wal-index header keeps moving while it pins (see `_sqlite.py`).',
+        'takes the write lock unless the wal-index header keeps moving while it pins (see `_snapshot.py`).',
         '',
         table(out['live-wal'], True),
         '',

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Real second (and third) local users for tests, and a module run as one of them.
+"""Real second (and third) local users for tests, and a module run as one of them: the one home of the
+second-user helpers (tests/integration/_pm2_helpers.py re-uses ``local_user``).
 
 ``local_user()`` creates a user with ``useradd`` (its own group, no home, no login shell) and removes it with
 ``userdel`` afterwards, whatever happened. ``run_module_as()`` runs a module the way Ansible runs it without
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import grp
 import json
 import os
 import pwd
@@ -29,7 +31,22 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SYSTEM_PYTHON = '/usr/bin/python3'
 SITE = os.path.join(ROOT, '.venv', 'lib', 'python%d.%d' % sys.version_info[:2], 'site-packages')
 
-User = collections.namedtuple('User', 'name uid gid')
+class User(collections.namedtuple('User', 'name uid gid')):
+    """A test user; also answers to the ``pwd`` names (``pw_name``, ``pw_uid``, ``pw_gid``)."""
+
+    __slots__ = ()
+
+    @property
+    def pw_name(self):
+        return self.name
+
+    @property
+    def pw_uid(self):
+        return self.uid
+
+    @property
+    def pw_gid(self):
+        return self.gid
 
 
 def _retry(cmd, deadline=60.0):
@@ -39,22 +56,25 @@ def _retry(cmd, deadline=60.0):
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
         if proc.returncode == 0:
             return proc
-        if time.monotonic() > end or 'lock' not in (proc.stderr or '').lower():
+        if time.monotonic() > end or 'lock' not in ((proc.stderr or '') + (proc.stdout or '')).lower():
             return proc
         time.sleep(0.3)
 
 
 @contextlib.contextmanager
 def local_user(prefix='dbfixh4'):
-    """A fresh local user (and its own group); removed again on exit."""
-    name = '%s%s' % (prefix, secrets.token_hex(3))
+    """A fresh local user (and its own group, no home, no login shell); removed again, with its group, on exit."""
+    name = ('%s%s' % (prefix, secrets.token_hex(3)))[:31]
     proc = _retry(['useradd', '--no-create-home', '--user-group', '--shell', '/usr/sbin/nologin', name])
-    assert proc.returncode == 0, 'useradd %s failed: %s' % (name, proc.stderr)
+    assert proc.returncode == 0, 'useradd %s failed: %s%s' % (name, proc.stdout, proc.stderr)
     try:
         pw = pwd.getpwnam(name)
         yield User(name, pw.pw_uid, pw.pw_gid)
     finally:
         proc = _retry(['userdel', name])
+        with contextlib.suppress(KeyError):
+            grp.getgrnam(name)
+            _retry(['groupdel', name])
         assert proc.returncode == 0, 'userdel %s failed: %s' % (name, proc.stderr)
 
 

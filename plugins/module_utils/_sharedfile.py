@@ -17,6 +17,8 @@ import os
 import pwd
 import stat
 
+from ansible_collections.bluegreen.dbfix.plugins.module_utils import _atomic as A
+
 SIDECARS = ('-wal', '-shm', '-journal')
 # errno values for which a hard link is impossible here but a copy is not.
 LINK_FALLBACK_ERRNOS = frozenset(e for e in (
@@ -117,22 +119,15 @@ def can_access(uid, groups, st, want):
 
 def fsync_dir(directory):
     """Make the renames durable; a filesystem that cannot fsync a folder is not an error."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    A.fsync_dir(directory, strict=False)
 
 
 def copy_exclusive(src, dst):
-    """Copy ``src`` to a new ``dst`` (never overwriting), keeping mode, owner and times."""
+    """Copy ``src`` to a new ``dst`` (never overwriting), keeping mode, owner (as root), extended attributes and times.
+
+    ``dst`` has its final mode and owner from its first moment (see _atomic.create_exclusive)."""
     st = os.stat(src)
-    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IMODE(st.st_mode))
+    fd = A.create_exclusive(dst, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, like=src, owner_required=False)
     try:
         with os.fdopen(fd, 'wb') as out, open(src, 'rb') as inp:
             while True:
@@ -141,16 +136,10 @@ def copy_exclusive(src, dst):
                     break
                 out.write(chunk)
             out.flush()
+            os.utime(out.fileno(), ns=(st.st_atime_ns, st.st_mtime_ns))
             os.fsync(out.fileno())
-        os.chmod(dst, stat.S_IMODE(st.st_mode))
-        if os.geteuid() == 0:
-            os.chown(dst, st.st_uid, st.st_gid)
-        os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
     except BaseException:
-        try:
-            os.unlink(dst)
-        except OSError:
-            pass
+        A.discard(dst)
         raise
 
 

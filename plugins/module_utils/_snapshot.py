@@ -68,10 +68,10 @@ import tempfile
 import threading
 import time
 
+from ansible_collections.bluegreen.dbfix.plugins.module_utils._atomic import AtomicFile
+from ansible_collections.bluegreen.dbfix.plugins.module_utils._errors import DbfixError
 from ansible_collections.bluegreen.dbfix.plugins.module_utils._sqlite import (
     CHUNK,
-    AtomicFile,
-    DbfixError,
     check_db_file,
     checkpoint,
     connect,
@@ -884,7 +884,7 @@ def _snapshot_copy_once(path, dest_file, busy_timeout_ms, *, mode, uid, gid, ver
             if not snap.stable():
                 raise _Unstable()
             return info
-        out = AtomicFile(dest_file)
+        out = AtomicFile(dest_file, 0o600 if mode is None else mode, uid, gid)
         try:
             try:
                 info['sha256'] = snap.stream(out.fd, checksum=checksum)
@@ -922,7 +922,7 @@ def _snapshot_copy_once(path, dest_file, busy_timeout_ms, *, mode, uid, gid, ver
             info['duration_ms'] = int((time.time() - t0) * 1000)
             return info
         try:
-            out.commit(mode, uid, gid, replace=replace)
+            out.commit(replace=replace)
         except FileExistsError:
             raise
         except OSError as e:

@@ -11,7 +11,6 @@ recovering what a crashed writer left in a private copy) lives in ``_snapshot.py
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import re
@@ -23,6 +22,7 @@ try:
 except ImportError:  # pragma: no cover - Python 2 is not supported
     from urllib import quote  # type: ignore
 
+from ansible_collections.bluegreen.dbfix.plugins.module_utils import _atomic
 from ansible_collections.bluegreen.dbfix.plugins.module_utils._errors import DbfixError
 from ansible_collections.bluegreen.dbfix.plugins.module_utils._trust import check_trusted
 
@@ -31,6 +31,10 @@ CHUNK = 8 * 1024 * 1024
 # a name already taken (other content, a concurrent run) gets the next free ``.N``: a backup is never overwritten
 BACKUP_RE_TEMPLATE = r'^%s\.backup\.(\d{8}_\d{6})(?:\.(\d{1,6}))?$'
 TIMESTAMP_RE = re.compile(r'^\d{8}_\d{6}$')
+
+# the one atomic-write helper lives in _atomic.py; these names stay for the modules that use them through _sqlite
+AtomicFile = _atomic.AtomicFile
+fsync_dir = _atomic.fsync_dir
 
 
 # --------------------------------------------------------------------------- files
@@ -87,14 +91,6 @@ def sha256_file(path, chunk=CHUNK):
     return h.hexdigest()
 
 
-def fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def check_dest_dir(dest_dir, what='destination folder'):
     if not os.path.exists(dest_dir):
         raise DbfixError('The %s %s does not exist. Create it first (ansible.builtin.file state=directory) or choose another one.'
@@ -104,78 +100,6 @@ def check_dest_dir(dest_dir, what='destination folder'):
     if not os.access(dest_dir, os.W_OK | os.X_OK):
         raise DbfixError('The %s %s is not writable (read-only filesystem or permissions). Make it writable or choose another folder.'
                          % (what, dest_dir))
-
-
-class AtomicFile:
-    """A temp file beside ``final`` that becomes ``final`` only on commit().
-
-    On any failure, abort() removes the temp file, so no partial file is ever
-    visible under the final name (disk full included).
-    """
-
-    def __init__(self, final):
-        self.final = final
-        self.dir = os.path.dirname(os.path.abspath(final)) or '.'
-        base = os.path.basename(final)
-        for i in range(100):
-            tmp = os.path.join(self.dir, '.%s.%d.%d.tmp' % (base, os.getpid(), i))
-            try:
-                self.fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except OSError as e:
-                if e.errno == errno.EEXIST:
-                    continue
-                raise
-            self.tmp = tmp
-            break
-        else:  # pragma: no cover
-            raise DbfixError('Cannot create a temp file in %s' % self.dir)
-        self.done = False
-
-    def write(self, data):
-        view = memoryview(data)
-        while view:
-            n = os.write(self.fd, view)
-            view = view[n:]
-
-    def commit(self, mode=None, uid=None, gid=None, *, replace=True):
-        """fsync and rename into place; ``replace`` False: link instead, so an existing ``final`` is never replaced
-        (FileExistsError, the temp file removed)."""
-        try:
-            if mode is not None:
-                os.fchmod(self.fd, mode)
-            if uid is not None or gid is not None:
-                try:
-                    os.fchown(self.fd, -1 if uid is None else uid, -1 if gid is None else gid)
-                except OSError:
-                    if os.geteuid() == 0:
-                        raise
-            os.fsync(self.fd)
-            os.close(self.fd)
-            self.fd = None
-            if replace:
-                os.replace(self.tmp, self.final)
-            else:
-                os.link(self.tmp, self.final)  # EEXIST if the name is taken: atomically, even against another run
-                os.unlink(self.tmp)
-            self.done = True
-            fsync_dir(self.dir)
-        except BaseException:
-            self.abort()
-            raise
-
-    def abort(self):
-        if self.fd is not None:
-            try:
-                os.close(self.fd)
-            except OSError:
-                pass
-            self.fd = None
-        if not self.done:
-            try:
-                os.unlink(self.tmp)
-            except OSError:
-                pass
-            self.done = True
 
 
 # --------------------------------------------------------------------------- connections

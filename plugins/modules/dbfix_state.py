@@ -113,6 +113,8 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.bluegreen.dbfix.plugins.module_utils._atomic import write_file
+
 
 def merge(a, b):
     out = copy.deepcopy(a)
@@ -149,22 +151,11 @@ def write(module, path, state):
         if not os.path.isdir(folder):
             os.makedirs(folder, mode=0o700)
         st = os.stat(path) if os.path.exists(path) else None
-        tmp = os.path.join(folder, '.%s.dbfix-tmp.%d' % (os.path.basename(path), os.getpid()))
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if st is None else (st.st_mode & 0o7777))
-        try:
-            if st is not None:
-                os.fchmod(fd, st.st_mode & 0o7777)
-                if os.geteuid() == 0:
-                    os.fchown(fd, st.st_uid, st.st_gid)
-            os.write(fd, (json.dumps(state, indent=4, sort_keys=True) + '\n').encode('utf-8'))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.rename(tmp, path)
-        except OSError:
-            os.unlink(tmp)
-            raise
+        data = (json.dumps(state, indent=4, sort_keys=True) + '\n').encode('utf-8')
+        if st is None:
+            write_file(path, data, 0o600)
+        else:
+            write_file(path, data, st.st_mode & 0o7777, st.st_uid, st.st_gid)
     except OSError as e:
         module.fail_json(msg='Cannot write the state file %s: %s. It was left as it was; make %s writable and run again.' % (path, e, folder))
 

@@ -192,7 +192,6 @@ import errno
 import grp
 import os
 import pwd
-import secrets
 import stat
 import time
 import traceback
@@ -200,6 +199,7 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
 
+from ansible_collections.bluegreen.dbfix.plugins.module_utils import _atomic as A
 from ansible_collections.bluegreen.dbfix.plugins.module_utils._dotenv import DotenvError, diff_view, edit
 from ansible_collections.bluegreen.dbfix.plugins.module_utils._errors import DbfixError
 
@@ -325,70 +325,6 @@ def check_can_keep(path, target, st, uid, gid):
                                                            _group(gid)))
 
 
-def _copy_xattrs(src, fd):
-    """Extended attributes (POSIX ACLs, SELinux label) of ``src`` onto ``fd``, best effort, as shutil.copystat does."""
-    try:
-        names = os.listxattr(src)
-    except OSError:
-        return
-    for name in names:
-        try:
-            os.setxattr(fd, name, os.getxattr(src, name))
-        except OSError:
-            pass
-
-
-def create_private(path, uid, gid, mode, like=None):
-    """Create ``path`` (never existing, never through a symlink) already with owner/group/mode; return its fd.
-
-    The file is born with ``mode`` (narrowed further by the umask), owned by us; it is given its owner, group and
-    exact mode while it is still empty, so no one who may not read the final file ever can read a byte of it.
-    """
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode & 0o777)
-    try:
-        st = os.fstat(fd)
-        if (st.st_uid, st.st_gid) != (uid, gid):
-            os.fchown(fd, uid, gid)
-        if like is not None:
-            _copy_xattrs(like, fd)
-        os.fchmod(fd, mode)
-    except BaseException:
-        os.close(fd)
-        _discard(path)
-        raise
-    return fd
-
-
-def _write_all(fd, data, times_ns=None):
-    with os.fdopen(fd, 'wb') as f:
-        f.write(data)
-        f.flush()
-        if times_ns is not None:
-            os.utime(f.fileno(), ns=times_ns)
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(directory):
-    try:
-        fd = os.open(directory or '.', os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _discard(name):
-    if name:
-        try:
-            os.unlink(name)
-        except OSError:
-            pass
-
-
 def _advice(e, target):
     folder = os.path.dirname(target) or '.'
     if e.errno == errno.ENOSPC:
@@ -410,17 +346,17 @@ def backup(module, path, target, st, old_bytes):
         # Never replace an existing file: a second backup in the same second (same process) gets a counter.
         for n in range(1, 1000):
             try:
-                fd = create_private(dest, st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode), like=target)
+                fd = A.create_exclusive(dest, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, like=target)
                 break
             except FileExistsError:
                 dest = '%s.%d' % (base, n)
         else:
             raise FileExistsError(errno.EEXIST, 'every candidate name is taken', base)
         made = True
-        _write_all(fd, old_bytes, (st.st_atime_ns, st.st_mtime_ns))
+        A.write_all(fd, old_bytes, (st.st_atime_ns, st.st_mtime_ns))
     except OSError as e:
         if made:
-            _discard(dest)
+            A.discard(dest)
         module.fail_json(msg='%s: cannot write the backup %s (%s); %s. The file was left unchanged.'
                              % (path, dest, to_native(e), _advice(e, target)), exception=traceback.format_exc())
     return dest
@@ -428,37 +364,26 @@ def backup(module, path, target, st, old_bytes):
 
 def replace(module, target, exists, new_bytes, attrs):
     """Write ``new_bytes`` to a new file beside ``target`` that already has the final owner/group/mode, then rename it
-    over ``target`` (atomic). ``attrs`` is ``(uid, gid, mode)``. Raises OSError; nothing is left behind then."""
+    over ``target`` (atomic, see _atomic.AtomicFile). ``attrs`` is ``(uid, gid, mode)``. Raises OSError; nothing is
+    left behind then."""
     uid, gid, mode = attrs
-    directory, base = os.path.split(target)
-    tmp = None
-    for _i in range(20):
-        name = os.path.join(directory, '.%s.%s.dbfix.tmp' % (base, secrets.token_hex(6)))
-        try:
-            fd = create_private(name, uid, gid, mode, like=target if exists else None)
-        except FileExistsError:
-            continue
-        tmp = name
-        break
-    else:
-        raise OSError(errno.EEXIST, 'could not find a free temporary name', directory)
+    out = A.AtomicFile(target, mode, uid, gid, like=target if exists else None, owner_required=True)
     try:
         if module.selinux_enabled():
             context = module.selinux_context(target) if exists else module.selinux_default_context(target)
-            module.set_context_if_different(tmp, context, False)
-        _write_all(fd, new_bytes)
+            module.set_context_if_different(out.tmp, context, False)
+        out.write(new_bytes)
         try:
-            os.rename(tmp, target)
-            tmp = None
+            out.commit(strict_dir=False)
         except OSError as e:
             if not (exists and module.params['unsafe_writes'] and e.errno in RENAME_FALLBACK_ERRNOS):
                 raise
             # Asked for (unsafe_writes): rewrite in place, which keeps the file's owner and mode by itself.
             wfd = os.open(target, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC)
-            _write_all(wfd, new_bytes)
-        _fsync_dir(directory)
+            A.write_all(wfd, new_bytes)
+            A.fsync_dir(os.path.dirname(target), strict=False)
     finally:
-        _discard(tmp)
+        out.abort()
 
 
 def run(module):
@@ -555,7 +480,7 @@ def run(module):
         try:
             replace(module, target, exists, new_bytes, (uid, gid, mode))
         except OSError as e:
-            _discard(backup_file)
+            A.discard(backup_file)
             module.fail_json(msg='%s: writing %s failed (%s); %s. The file was left unchanged.'
                                  % (path, target, to_native(e), _advice(e, target)), exception=traceback.format_exc())
 

@@ -233,6 +233,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.bluegreen.dbfix.plugins.module_utils import _atomic as A
 from ansible_collections.bluegreen.dbfix.plugins.module_utils import _snapshot as SN
 from ansible_collections.bluegreen.dbfix.plugins.module_utils import _sqlite as S
 from ansible_collections.bluegreen.dbfix.plugins.module_utils import _trust as T
@@ -336,7 +337,7 @@ def _prune(module, dest_dir, plan):
         except OSError as e:
             module.warn('Could not prune old backup %s: %s' % (old, e))
     if pruned:
-        S.fsync_dir(dest_dir)
+        A.fsync_dir(dest_dir)
     return pruned
 
 
@@ -615,7 +616,7 @@ def do_restored(module):
         diff()
         module.exit_json(**result)
 
-    out = S.AtomicFile(target)
+    out = A.AtomicFile(target, mode, uid, gid)
     moved = []
     try:
         with open(src, 'rb') as f:
@@ -631,7 +632,7 @@ def do_restored(module):
         if exists:
             _set_aside(target, aside, p['busy_timeout'], crash, mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid)
             moved = _move_side_files(target, aside)
-        out.commit(mode, uid, gid)
+        out.commit()
     except (OSError, S.DbfixError) as e:
         out.abort()
         for frm, to in reversed(moved):
@@ -641,7 +642,7 @@ def do_restored(module):
                                 if aside and os.path.exists(aside) else ''), **result)
     finally:
         out.abort()
-    S.fsync_dir(target_dir)
+    A.fsync_dir(target_dir)
     if moved:
         first = (result['recovered'] + '. Then ') if result['recovered'] else ''
         result['recovered'] = '%s%s was kept as %s.' % (first, ' and '.join(m[0] for m in moved), ' and '.join(m[1] for m in moved))

@@ -10,20 +10,18 @@ import contextlib
 import io
 import json
 import os
-import pwd
-import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
-import time
 
 import pytest
 from ansible.module_utils.common import warnings as _warnings
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.bluegreen.dbfix.plugins.module_utils import _pm2
+from ansible_collections.bluegreen.dbfix.tests._otherusers import local_user
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -104,29 +102,12 @@ def free_port():
         return s.getsockname()[1]
 
 
-def _retry(cmd):
-    end = time.monotonic() + 60
-    while True:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
-        if proc.returncode == 0 or time.monotonic() > end or 'lock' not in (proc.stderr or '').lower():
-            return proc
-        time.sleep(0.3)
-
-
-@contextlib.contextmanager
 def second_user():
-    """A real local user (useradd, no home, no login shell), removed with userdel afterwards.
+    """A real local user (useradd, no home, no login shell), removed with userdel afterwards (see tests/_otherusers.py).
 
     Processes started as this user (``as_user``) must be ended by the test, by their pid, before it returns.
     """
-    name = 'dbfixh3p%s' % secrets.token_hex(3)
-    proc = _retry(['useradd', '--no-create-home', '--user-group', '--shell', '/usr/sbin/nologin', name])
-    assert proc.returncode == 0, 'useradd %s failed: %s' % (name, proc.stderr)
-    try:
-        yield pwd.getpwnam(name)
-    finally:
-        proc = _retry(['userdel', name])
-        assert proc.returncode == 0, 'userdel %s failed: %s' % (name, proc.stderr)
+    return local_user('dbfixh3p')
 
 
 def as_user(pw, code, **kw):

@@ -227,7 +227,7 @@ def test_write_lock_path_when_the_header_keeps_moving(tmp_path, monkeypatch):
     backups = []
     try:
         # the writers must hold the DB (its -wal/-shm there) before the first try: with nobody in it yet, the file
-        # alone is read (immutable, see _sqlite.read_plan) and the header path under test would not run
+        # alone is read (immutable, see _snapshot.read_plan) and the header path under test would not run
         deadline = time.time() + 60
         while not (os.path.exists(db + '-wal') and os.path.exists(db + '-shm')) and time.time() < deadline:
             time.sleep(0.05)

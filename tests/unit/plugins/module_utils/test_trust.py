@@ -13,7 +13,7 @@ import pytest
 
 from ansible_collections.bluegreen.dbfix.plugins.module_utils import _sqlite as S
 from ansible_collections.bluegreen.dbfix.plugins.module_utils import _trust as T
-from ansible_collections.bluegreen.dbfix.tests._localusers import local_user
+from ansible_collections.bluegreen.dbfix.tests._otherusers import local_user
 
 
 @pytest.fixture(scope='module')

@@ -25,7 +25,7 @@ import pytest
 from ansible_collections.bluegreen.dbfix.plugins.module_utils import _snapshot as SN
 from ansible_collections.bluegreen.dbfix.plugins.module_utils import _sqlite as S
 from ansible_collections.bluegreen.dbfix.plugins.modules import sqlite_backup
-from ansible_collections.bluegreen.dbfix.tests._localusers import local_user
+from ansible_collections.bluegreen.dbfix.tests._otherusers import local_user
 from ansible_collections.bluegreen.dbfix.tests.unit.plugins.modules._modrun import module_runner
 
 TS = '20260101_120000'
