@@ -4,14 +4,14 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help setup system venv node-tools demo demo-clean test lint sanity pytest molecule bench-backup bench-fix bench-scale docs clean
+.PHONY: help setup system venv node-tools demo demo-clean test lint sanity pytest molecule bench-backup bench-fix bench-scale bench-switch docs clean
 
 help:
 	@echo "make demo        build a local blue/green estate with the incident, fix it, print the report"
 	@echo "make demo-clean  stop the demo's pm2 and remove demo/"
 	@echo "make test        every check: lint, sanity, pytest, molecule"
 	@echo "make lint | sanity | pytest | molecule   one stage"
-	@echo "make bench-backup | bench-fix | bench-scale   benchmarks (figures in docs/benchmarks.md)"
+	@echo "make bench-backup | bench-fix | bench-scale | bench-switch   benchmarks (figures in docs/benchmarks.md)"
 
 system:
 	@bash scripts/setup-system.sh
@@ -53,6 +53,9 @@ bench-fix: setup
 
 bench-scale: setup
 	@.venv/bin/python bench/scale.py
+
+bench-switch: setup
+	@PATH="$(CURDIR)/.venv/bin:$(CURDIR)/tests/tools/node_modules/.bin:$$PATH" .venv/bin/python bench/switch.py
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache tests/output
