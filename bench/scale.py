@@ -26,6 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _estate as E
 
 TARGET_RATIO = 2.0
+# Issue 12: CPU seconds of the playbook per pair at most a third of the 2026-11-25 figure (61.6 s for 1 pair).
+TARGET_CPU_PER_PAIR_S = 61.6 / 3
 
 
 def cpu_busy_s() -> float:
@@ -109,6 +111,12 @@ def fmt_section(info: dict, res: list[dict], rate: float) -> str:
             f"| {r['green_total_unavailable_ms_max']} | {r['acknowledged']} | **{r['missing_acknowledged']}** | {r['all_pairs_shared']} "
             f"| {r.get('cpu_playbook_s', '')} | {r.get('cpu_machine_s', '')} | {r.get('cpu_busy_pct', '')} % |")
     by = {r["pairs"]: r for r in res}
+    per_pair = [(r["pairs"], r["cpu_playbook_s"] / r["pairs"]) for r in res if r.get("cpu_playbook_s") and r["rc"] == 0]
+    if per_pair:
+        worst = max(v for _, v in per_pair)
+        lines += ["", "CPU seconds of the playbook per pair: " + ", ".join(f"{n} pair(s) {v:.1f} s" for n, v in per_pair)
+                  + f" (target <= {TARGET_CPU_PER_PAIR_S:.1f} s, a third of 61.6 s: "
+                  + ("met" if worst <= TARGET_CPU_PER_PAIR_S else "MISSED") + ")."]
     if 1 in by and max(by) > 1 and by[1]["total_s"] > 0:
         big = max(by)
         ratio = by[big]["total_s"] / by[1]["total_s"]

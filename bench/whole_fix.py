@@ -6,10 +6,13 @@ start a prober (``/api/health`` of both colors at 20 Hz) and a writer (time
 entries POSTed to BLUE at 20/s), run site.yml (phase 1 -> phase 2 -> CORS) with
 a timing callback, keep probing/writing 2 s after it ends, then check:
 
-* wall time per phase and total                      (target: total <= 30 s)
-* unavailability per color: longest gap, total ms    (target: BLUE <= 2 s)
+* wall time per phase and total                      (target, issue 12: median total <= 15 s)
+* unavailability per color: longest gap, total ms    (target, issue 12: BLUE <= 1.0 s in total)
 * acknowledged writes missing from the final shared DB (must be 0)
+* task executions per host                           (target, issue 12: <= 45 for site.yml)
 * where BLUE's longest gap went: seconds of each task inside it
+* a picture of the median run (docs/benchmarks-whole-fix.png): availability per color over time,
+  the phase boundaries and the writer's acknowledged writes
 
 Usage: .venv/bin/python bench/whole_fix.py [--runs 3] [--size-mb 0] [--keep] [--no-doc]
 Figures go to the ``## Whole fix`` section of docs/benchmarks.md; raw JSON to
@@ -29,9 +32,59 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _estate as E
+import _png
 
-TARGET_TOTAL_S = 30.0
-TARGET_BLUE_MS = 2000
+TARGET_TOTAL_S = 15.0
+TARGET_BLUE_MS = 1000
+TARGET_TASKS = 45
+PICTURE = E.ROOT / "docs" / "benchmarks-whole-fix.png"
+
+
+class TimedWriter(E.Writer):
+    """The harness's writer, also remembering when each acknowledged write was sent (for the picture)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.acked_at: list[float] = []
+
+    def _run(self) -> None:
+        for seq, _tick in enumerate(E._ticks(self.period, self._stop), start=1):
+            note = f"{self.prefix}{seq}"
+            t = time.monotonic()
+            try:
+                status, body = E.http_request(self.host.port, "POST", "/api/time-entries",
+                                              {"user_id": self.user_id, "minutes": 1, "note": note}, timeout=self.timeout)
+                if status == 201 and isinstance(body, dict) and "id" in body:
+                    self.acked[note] = int(body["id"])
+                    self.acked_at.append(t)
+                else:
+                    self.failed.append((t, f"HTTP {status}"))
+            except OSError as exc:
+                self.failed.append((t, type(exc).__name__))
+            self.sent += 1
+            self.latencies.append(time.monotonic() - t)
+
+
+def tasks_per_host(timing: dict) -> int:
+    """Task executions per host: tasks (and handlers) that ran (not skipped) on the busiest host."""
+    counts: dict[str, int] = {}
+    for t in timing["tasks"]:
+        for host, status in t["hosts"].items():
+            if status != "skipped":
+                counts[host] = counts.get(host, 0) + 1
+    return max(counts.values(), default=0)
+
+
+def phase_starts(timing: dict, offset: float) -> list[tuple[str, float]]:
+    """(phase, monotonic start) of phase 1, phase 2, CORS and the end of the run."""
+    out, seen = [], set()
+    for t in E.with_phases(timing):
+        if t["phase"] in ("phase1", "phase2", "cors") and t["phase"] not in seen:
+            seen.add(t["phase"])
+            out.append((t["phase"], t["start"] - offset))
+    if timing.get("end"):
+        out.append(("end", timing["end"] - offset))
+    return out
 
 
 def one_run(workdir: Path, idx: int, size_mb: int, rate: float) -> dict:
@@ -45,7 +98,7 @@ def one_run(workdir: Path, idx: int, size_mb: int, rate: float) -> dict:
         pm2_call_s = E.pm2_cli_seconds(estate)
         timing_file = estate.root / "timing-site.json"
         prober = E.Prober(estate.hosts).start()
-        writer = E.Writer(blue, rate=rate).start()
+        writer = TimedWriter(blue, rate=rate).start()
         time.sleep(2)  # baseline: both up, writes flowing
         wall0 = time.time()
         mono0 = time.monotonic()
@@ -81,6 +134,16 @@ def one_run(workdir: Path, idx: int, size_mb: int, rate: float) -> dict:
             "slowest_tasks": E.slowest_tasks(timing, 10),
             "by_action": E.by_action(timing),
             "pm2_cli_s": pm2_call_s,
+            "task_headers": len(timing["tasks"]),
+            "tasks_per_host": tasks_per_host(timing),
+            # For the picture (monotonic clock): samples per color, acknowledged writes, phase starts.
+            "trace": {
+                "t0": prober.samples[blue.name][0][0] if prober.samples[blue.name] else mono0,
+                "t1": time.monotonic(),
+                "samples": {("BLUE" if h.color == "blue" else "GREEN"): prober.samples[h.name] for h in estate.hosts},
+                "acked": writer.acked_at,
+                "phases": phase_starts(timing, offset),
+            },
         }
     finally:
         estate.kill()
@@ -98,9 +161,9 @@ def fmt_section(info: dict, runs: list[dict], size_mb: int, rate: float) -> str:
         "",
         E.machine_line(info),
         "",
-        "| run | rc | total s | phase1 s | phase2 s | cors s | BLUE longest gap ms | BLUE total unavailable ms | GREEN longest gap ms "
-        "| GREEN total ms | writes acked | not acked | acked missing |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| run | rc | total s | phase1 s | phase2 s | cors s | tasks per host (headers) | BLUE longest gap ms "
+        "| BLUE total unavailable ms | GREEN longest gap ms | GREEN total ms | writes acked | not acked | acked missing |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for i, r in enumerate(runs, 1):
         ph = r["phases_s"]
@@ -108,7 +171,8 @@ def fmt_section(info: dict, runs: list[dict], size_mb: int, rate: float) -> str:
         pg = r["probe"]["p1-green"]
         lines.append(
             f"| {i} | {r['rc']} | {r['total_s']:.1f} | {ph.get('phase1', 0):.1f} | {ph.get('phase2', 0):.1f} | {ph.get('cors', 0):.1f} "
-            f"| {pb['longest_gap_ms']} | {pb['total_unavailable_ms']} | {pg['longest_gap_ms']} | {pg['total_unavailable_ms']} "
+            f"| {r.get('tasks_per_host', '?')} ({r.get('task_headers', '?')}) | {pb['longest_gap_ms']} | {pb['total_unavailable_ms']} "
+            f"| {pg['longest_gap_ms']} | {pg['total_unavailable_ms']} "
             f"| {r['writer']['acknowledged']} | {r['writer']['not_acknowledged']} | **{r['missing_acknowledged']}** |")
     if ok:
         med_total = statistics.median(r["total_s"] for r in ok)
@@ -120,7 +184,17 @@ def fmt_section(info: dict, runs: list[dict], size_mb: int, rate: float) -> str:
             f"Median of {len(ok)} successful run(s): total **{med_total:.1f} s** (target <= {TARGET_TOTAL_S:.0f} s: "
             f"{'met' if med_total <= TARGET_TOTAL_S else 'MISSED'}); BLUE unavailable **{med_blue} ms** in total, longest gap "
             f"{max_blue} ms over all runs (target <= {TARGET_BLUE_MS} ms: {'met' if med_blue <= TARGET_BLUE_MS else 'MISSED'}); "
-            f"acknowledged writes missing from the final DB: **{missing}** (must be 0).",
+            f"acknowledged writes missing from the final DB: **{missing}** (must be 0); task executions per host "
+            f"**{max(r.get('tasks_per_host', 0) for r in ok)}** (target <= {TARGET_TASKS}: "
+            f"{'met' if max(r.get('tasks_per_host', 0) for r in ok) <= TARGET_TASKS else 'MISSED'}).",
+            "",
+            f"![The median run: availability of each color over time (green = HTTP 200, red = not), the phase starts "
+            f"and BLUE's acknowledged writes]({PICTURE.name})",
+            "",
+            f"The picture ([{PICTURE.name}]({PICTURE.name}), drawn by the benchmark with the standard library): one row per "
+            "color (green = the prober got HTTP 200, red = it did not), one tick per acknowledged write to BLUE, vertical "
+            "lines where phase 1 (blue), phase 2 (orange) and CORS (purple) started and where the playbook ended (black); "
+            "the axis is seconds since the prober started (2 s before the playbook).",
         ]
         worst = max(ok, key=lambda r: r["probe"]["p1-blue"]["longest_gap_ms"])
         if worst["blue_longest_gap_tasks"]:
@@ -137,7 +211,7 @@ def fmt_section(info: dict, runs: list[dict], size_mb: int, rate: float) -> str:
                 mods = [t for t in worst["blue_longest_gap_tasks"] if t["action"] not in ("assert", "set_fact", "debug")]
                 lines += [
                     "",
-                    f"Why the 2 s target is missed (measured): the gap is exactly the quiesce-to-health window; "
+                    f"Why the {TARGET_BLUE_MS / 1000:g} s target is missed (measured): the gap is exactly the quiesce-to-health window; "
                     f"{len(mods)} of the {len(worst['blue_longest_gap_tasks'])} tasks inside it run modules on the host, "
                     f"{sum(t['seconds_in_window'] for t in mods):.2f} s together. Each of those pays a fresh Python module "
                     + (f"process plus pm2 CLI calls at {worst['pm2_cli_s']:.2f} s each (a pm2 call is a Node.js start), and "
@@ -152,6 +226,12 @@ def fmt_section(info: dict, runs: list[dict], size_mb: int, rate: float) -> str:
                 "knows to retry; none of them counts as lost. Every acknowledged write, including those BLUE took between phase 2's "
                 "backups and the quiesce, is in the shared DB.",
             ]
+        load = info.get("loadavg") or ""
+        pm2_s = worst.get("pm2_cli_s") or 0
+        if pm2_s > 1.0:
+            lines += ["", f"**This machine was overloaded during the run** (load average at start {load}; one `pm2 jlist` took "
+                      f"{pm2_s:.2f} s, against 0.21 s on the idle machine of 2026-11-25): wall times and gaps above measure the "
+                      "machine's queue more than the playbook. The task count and the acknowledged writes still hold."]
         lines += ["", "Slowest tasks of the median run:", "", "| role | task | module | s |", "|---|---|---|---|"]
         med_run = sorted(ok, key=lambda r: r["total_s"])[len(ok) // 2]
         lines += [f"| {t['role']} | {t['name']} | {t['action']} | {t['seconds']:.2f} |" for t in med_run["slowest_tasks"]]
@@ -196,6 +276,13 @@ def main() -> int:
             print(f"  site.yml failed, log: {r['log']}", flush=True)
     out = results_dir / f"whole_fix-{time.strftime('%Y%m%dT%H%M%S')}.json"
     out.write_text(json.dumps({"machine": info, "runs": runs}, indent=1), encoding="utf-8")
+    ok = sorted((r for r in runs if r["rc"] == 0), key=lambda r: r["total_s"])
+    if ok and not args.no_doc:
+        med = ok[len(ok) // 2]
+        tr = med["trace"]
+        _png.draw_run(PICTURE, tr["t0"], tr["t1"], colors=tr["samples"], acked=tr["acked"], phases=tr["phases"], title=
+                      f"SITE.YML, 1 PAIR: {med['total_s']:.1f} S, BLUE DOWN {med['probe']['p1-blue']['total_unavailable_ms']} MS")
+        print("drew", PICTURE)
     section = fmt_section(info, runs, args.size_mb, args.rate)
     print(section)
     if not args.no_doc:

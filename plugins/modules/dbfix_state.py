@@ -19,6 +19,8 @@ description:
     already a link to the shared database.
   - With O(fact) the resulting state is also published as a host fact of that name, so one task reads (or writes)
     the state for every later task.
+  - The C(production) section (C(color), C(previous), C(since)) records which color of the pair is production; the
+    C(bluegreen.dbfix.promote) role writes it and RV(production) returns its color.
 author:
   - bluegreen.dbfix contributors (!UNKNOWN)
 extends_documentation_fragment:
@@ -85,6 +87,11 @@ exists:
   description: Whether the state file existed before this task.
   returned: always
   type: bool
+production:
+  description: The color the state records as production (its C(production.color)); null when none is recorded.
+  returned: always
+  type: str
+  sample: green
 db:
   description: Where the database stands.
   returned: when O(db_path) and O(shared_db) are set
@@ -105,6 +112,12 @@ db:
     shared_real:
       description: O(shared_db) with symlinks resolved.
       type: str
+    inode:
+      description: Inode of O(db_path) itself (not following a link); null when it does not exist.
+      type: int
+    dev:
+      description: Device of O(db_path) itself (not following a link); null when it does not exist.
+      type: int
 """
 
 import copy
@@ -163,12 +176,18 @@ def write(module, path, state):
 def where(db_path, shared_db):
     real_shared = os.path.realpath(shared_db)
     islnk = os.path.islink(db_path)
+    try:
+        lst = os.lstat(db_path)
+    except OSError:
+        lst = None
     return {
         'exists': os.path.exists(db_path),
         'islnk': islnk,
         'linked': islnk and os.path.exists(db_path) and os.path.realpath(db_path) == real_shared,
         'shared_exists': os.path.exists(shared_db),
         'shared_real': real_shared,
+        'inode': lst.st_ino if lst else None,
+        'dev': lst.st_dev if lst else None,
     }
 
 
@@ -193,7 +212,9 @@ def main():
     changed = state != (before or {}) or (before is None and bool(p['update']))
     if changed and not module.check_mode:
         write(module, p['path'], state)
-    result = dict(changed=changed, state=state, exists=before is not None)
+    production = state.get('production')
+    result = dict(changed=changed, state=state, exists=before is not None,
+                  production=production.get('color') if isinstance(production, dict) else None)
     if module._diff:
         result['diff'] = {'before': before or {}, 'after': state, 'before_header': p['path'], 'after_header': p['path']}
     if p['db_path']:

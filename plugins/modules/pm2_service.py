@@ -142,6 +142,13 @@ options:
       - The HTTP status that counts as healthy (100 to 599).
     type: int
     default: 200
+  health_body_regex:
+    description:
+      - A regular expression (Python C(re.search)) the body of the healthy answer must match as well; empty = any
+        body. Up to 65536 bytes of the body are read. An answer with O(health_status) whose body does not match
+        counts as not healthy yet (polling goes on until O(health_timeout)).
+    type: str
+    default: ''
   health_timeout:
     description:
       - Seconds to keep polling O(health_url) before failing with the last status and a body excerpt.
@@ -300,6 +307,7 @@ commands:
 import http.client
 import math
 import os
+import re
 import socket
 import threading
 import time
@@ -318,6 +326,8 @@ MAX_SECONDS = 86400.0
 HEALTH_BODY_CAP = 4096
 # Seconds a failing health answer's body may take to arrive; a dribbling body is cut there.
 HEALTH_BODY_SECONDS = 1.0
+# How much of a healthy answer's body is read to match health_body_regex.
+HEALTH_MATCH_CAP = 65536
 REDIRECTS = (301, 302, 303, 307, 308)
 DOTENV_CAP = 1 << 20
 
@@ -427,6 +437,12 @@ class Pm2Service:
                 self.fail('%s must be a number of seconds from 0 to %d, got %r; nothing was changed.' % (opt, MAX_SECONDS, v))
         if not 100 <= p['health_status'] <= 599:
             self.fail('health_status must be an HTTP status from 100 to 599, got %r; nothing was changed.' % p['health_status'])
+        if p['health_body_regex']:
+            try:
+                re.compile(p['health_body_regex'])
+            except re.error as e:
+                self.fail('health_body_regex %r is not a valid regular expression: %s. Fix it (Python re syntax); nothing '
+                          'was changed.' % (p['health_body_regex'], e))
         if p['health_url'] is not None:
             why = check_health_url(p['health_url'])
             if why:
@@ -638,14 +654,15 @@ class Pm2Service:
                     if check_health_url(url):
                         return status, b'(redirect to %s, which cannot be polled)' % url.encode('utf-8', 'replace')
                     continue
-                if status == want:
+                if status == want and not self.p['health_body_regex']:
                     return status, None
+                cap = HEALTH_MATCH_CAP if status == want else HEALTH_BODY_CAP
                 # the excerpt may take up to HEALTH_BODY_SECONDS, and at least a moment even at the deadline
                 dog.deadline = time.monotonic() + max(0.25, min(HEALTH_BODY_SECONDS, deadline - time.monotonic()))
                 body = b''
                 try:
-                    while len(body) < HEALTH_BODY_CAP and time.monotonic() < dog.deadline:
-                        chunk = resp.read1(HEALTH_BODY_CAP - len(body))
+                    while len(body) < cap and time.monotonic() < dog.deadline:
+                        chunk = resp.read1(cap - len(body))
                         if not chunk:
                             break
                         body += chunk
@@ -688,9 +705,14 @@ class Pm2Service:
                     last = to_native(getattr(e, 'reason', None) or e) or type(e).__name__
                     last_status = None
             elapsed = time.monotonic() - start
-            if status == want:
+            regex = self.p['health_body_regex']
+            if status == want and (not regex or re.search(regex, (body or b'').decode('utf-8', 'replace'))):
                 return {'status': status, 'elapsed_ms': int(elapsed * 1000)}
-            if status is not None:
+            if status == want:
+                last_status = status
+                last = 'HTTP %d, but the body does not match health_body_regex %r: %s' % (
+                    status, regex, (body or b'')[:300].decode('utf-8', 'replace').strip() or '(empty)')
+            elif status is not None:
                 last_status = status
                 last = 'HTTP %d, body: %s' % (status, (body or b'')[:300].decode('utf-8', 'replace').strip() or '(empty)')
             if time.monotonic() + 0.01 >= deadline:
@@ -916,6 +938,7 @@ def main():
             wait=dict(type='float', default=2),
             health_url=dict(type='str'),
             health_status=dict(type='int', default=200),
+            health_body_regex=dict(type='str', default=''),
             health_timeout=dict(type='float', default=30),
             lock_timeout=dict(type='float', default=60),
             save=dict(type='bool', default=False),

@@ -330,7 +330,7 @@ def test_foreign_app_health_body_pattern_that_does_not_match_fails_phase1(foreig
     dbs = {c: sha256(h["db"]) for c, h in foreign.hosts.items()}
     rc, out = foreign.playbook("phase1.yml", extra={"dbfix_health_body_regex": "^never-in-this-body$"}, log="p1-body")
     assert rc != 0
-    assert "Phase 1 failed" in out and "Check the health answer's body" in out
+    assert "Phase 1 failed" in out and "does not match health_body_regex" in out
     for c, h in foreign.hosts.items():
         assert sha256(h["db"]) == dbs[c]
         assert request(h["port"], "GET", "/health")[0] == 200

@@ -210,6 +210,17 @@ def test_health_gate_fails_with_status_and_body(pm2_home):
     assert r['health']['status'] == 500
 
 
+def test_health_gate_body_regex(pm2_home):
+    """health_body_regex: a 200 whose body matches passes; a 200 whose body does not match fails at the deadline, saying so."""
+    port = free_port()
+    r = run(base(pm2_home, script=ECHO, args=['PORT=%d' % port], wait=0.5,
+                 health_url='http://127.0.0.1:%d/health' % port, health_body_regex='"ready": ?true', health_timeout=30))
+    assert not r.get('failed') and r['changed'] and r['health']['status'] == 200, r
+    r = run(base(pm2_home, script=ECHO, args=['PORT=%d' % port], wait=0,
+                 health_url='http://127.0.0.1:%d/health' % port, health_body_regex='"db":', health_timeout=1))
+    assert r['failed'] and 'does not match health_body_regex' in r['msg'] and 'ready' in r['msg'], r['msg']
+
+
 def test_health_gate_connection_refused(pm2_home):
     port, closed = free_port(), free_port()
     r = run(base(pm2_home, script=ECHO, args=['PORT=%d' % port], wait=0.5,

@@ -59,7 +59,13 @@ def test_where_the_database_stands(tmp_path):
     db = tmp_path / 'database.db'
     db.write_bytes(b'y')
     r = run({'path': str(tmp_path / 's.json'), 'db_path': str(db), 'shared_db': str(shared)})
-    assert r['db'] == {'exists': True, 'islnk': False, 'linked': False, 'shared_exists': True, 'shared_real': str(shared)}
+    st = db.lstat()
+    assert r['db'] == {'exists': True, 'islnk': False, 'linked': False, 'shared_exists': True, 'shared_real': str(shared),
+                       'inode': st.st_ino, 'dev': st.st_dev}
     db.unlink()
     db.symlink_to(shared)
-    assert run({'path': str(tmp_path / 's.json'), 'db_path': str(db), 'shared_db': str(shared)})['db']['linked'] is True
+    r = run({'path': str(tmp_path / 's.json'), 'db_path': str(db), 'shared_db': str(shared)})
+    # The link itself (lstat), not the shared DB it points to: phase 1's record names the app's own file.
+    assert r['db']['linked'] is True and r['db']['inode'] == db.lstat().st_ino != shared.stat().st_ino
+    db.unlink()
+    assert run({'path': str(tmp_path / 's.json'), 'db_path': str(db), 'shared_db': str(shared)})['db']['inode'] is None

@@ -173,6 +173,7 @@ def test_names_pm2_reads_exactly(name):
     ({'name': 'api', 'health_url': 'file:///etc/passwd'}, 'only http:// and https://'),
     ({'name': 'api', 'health_url': 'http://h:99999/'}, 'not a valid URL'),
     ({'name': 'api', 'health_url': 'http://a b/'}, 'white space'),
+    ({'name': 'api', 'health_body_regex': '(unclosed'}, 'health_body_regex'),
     ({'name': 'all', 'ecosystem': '/x/ecosystem.config.js'}, 'cannot be used with ecosystem'),
     ({'name': 'a,b', 'ecosystem': '/x/ecosystem.config.js'}, 'splits --only'),
 ])
