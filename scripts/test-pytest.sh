@@ -15,7 +15,9 @@ chmod 755 "$base"  # tests hand folders to a second, unprivileged user
 # shellcheck disable=SC2317  # called by the EXIT trap
 cleanup() { rm -rf "$base" "$log"; }
 trap cleanup EXIT
-[ "$#" -gt 0 ] || set -- tests/unit tests/integration
+# Integration first: xdist hands out files in this order, so the long ones (fault injection, the estate
+# and monitor tests) start at once and the many short unit files fill the workers at the end.
+[ "$#" -gt 0 ] || set -- tests/integration tests/unit
 # Parallel (pytest-xdist): the tests mostly wait on pm2, Node and ansible-playbook subprocesses, so twice
 # as many workers as cores. --dist loadfile keeps a file's tests (and its module-scoped pm2 daemon) on
 # one worker. DBFIX_PYTEST_WORKERS=0 runs in this process, as before.
