@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import tarfile
 from pathlib import Path
@@ -59,7 +60,11 @@ def test_build_install_and_run_site_from_the_install(tmp_path):
         d.mkdir()
     base_env = dict(os.environ, ANSIBLE_NOCOLOR="1")
 
-    build = run([str(VENV_BIN / "ansible-galaxy"), "collection", "build", "--output-path", str(dist), str(ROOT)],
+    # Build from a copy of the tree (with galaxy.yml's build_ignore under test): a file another
+    # process edits between `build` hashing it and packing it would give a tarball `install` rejects.
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, symlinks=True, ignore=shutil.ignore_patterns(".git", ".venv", ".cache", "node_modules"))
+    build = run([str(VENV_BIN / "ansible-galaxy"), "collection", "build", "--output-path", str(dist), str(src)],
                 cwd=cwd, env=base_env, timeout=120)
     assert build.returncode == 0, build.stdout + build.stderr
     tarballs = list(dist.glob("bluegreen-dbfix-*.tar.gz"))
