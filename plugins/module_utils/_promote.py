@@ -59,7 +59,7 @@ def pm2_verdict(info, name, stable_seconds):
         return 'pm2 process %s is %s, not online' % (name, proc.get('status'))
     up = (proc.get('uptime_ms') or 0) / 1000.0
     if up < stable_seconds:
-        return ('pm2 process %s (re)started %.1f s ago (restart counter %s); it must run %s s without a restart '
+        return ('pm2 process %s (re)started %.1f s ago (restart counter %s); it must run %g s without a restart '
                 'before it is promoted' % (name, up, proc.get('restarts'), stable_seconds))
     return ''
 
