@@ -201,7 +201,7 @@ def fmt_section(info: dict, runs: list[dict], size_mb: int, rate: float) -> str:
             lines += [
                 "",
                 f"Where BLUE's longest gap ({worst['probe']['p1-blue']['longest_gap_ms']} ms, run {runs.index(worst) + 1}) went, "
-                "task by task (seconds of each task inside the gap, from the timing callback `bench/callback_plugins/dbfix_timing.py`):",
+                "task by task (seconds of each task inside the gap, from the timing callback `tests/harness/callback_plugins/dbfix_timing.py`):",
                 "",
                 "| role | task | module | s in gap |",
                 "|---|---|---|---|",

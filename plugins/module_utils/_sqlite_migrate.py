@@ -295,7 +295,7 @@ def describe_violations(conn, rows, limit=5):
 def private_copy(snapshot):
     """A private, consistent copy of a database in a new 0700 temp folder; returns (folder, copy path).
 
-    ``snapshot(dest, folder)`` writes the copy (``_sqlite.snapshot_copy``, which reads without creating anything
+    ``snapshot(dest, folder)`` writes the copy (``_snapshot.snapshot_copy``, which reads without creating anything
     beside the database and recovers what a crashed writer left in a private copy inside ``folder``, as SQLite
     would recover the original). The caller removes the folder.
     """
