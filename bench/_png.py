@@ -35,7 +35,7 @@ PHASE_COLORS = {"phase1": (31, 119, 180), "phase2": (255, 127, 14), "cors": (148
 class Canvas:
     def __init__(self, width: int, height: int, bg=WHITE):
         self.w, self.h = width, height
-        self.px = [bytearray(bytes(bg) * width) for _ in range(height)]
+        self.px = [bytearray(bytes(bg) * width) for _row in range(height)]
 
     def dot(self, x: int, y: int, color) -> None:
         if 0 <= x < self.w and 0 <= y < self.h:

@@ -113,7 +113,7 @@ def fmt_section(info: dict, res: list[dict], rate: float) -> str:
     by = {r["pairs"]: r for r in res}
     per_pair = [(r["pairs"], r["cpu_playbook_s"] / r["pairs"]) for r in res if r.get("cpu_playbook_s") and r["rc"] == 0]
     if per_pair:
-        worst = max(v for _, v in per_pair)
+        worst = max(v for _pair, v in per_pair)
         lines += ["", "CPU seconds of the playbook per pair: " + ", ".join(f"{n} pair(s) {v:.1f} s" for n, v in per_pair)
                   + f" (target <= {TARGET_CPU_PER_PAIR_S:.1f} s, a third of 61.6 s: "
                   + ("met" if worst <= TARGET_CPU_PER_PAIR_S else "MISSED") + ")."]

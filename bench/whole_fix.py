@@ -280,8 +280,8 @@ def main() -> int:
     if ok and not args.no_doc:
         med = ok[len(ok) // 2]
         tr = med["trace"]
-        _png.draw_run(PICTURE, tr["t0"], tr["t1"], colors=tr["samples"], acked=tr["acked"], phases=tr["phases"], title=
-                      f"SITE.YML, 1 PAIR: {med['total_s']:.1f} S, BLUE DOWN {med['probe']['p1-blue']['total_unavailable_ms']} MS")
+        _png.draw_run(PICTURE, tr["t0"], tr["t1"], colors=tr["samples"], acked=tr["acked"], phases=tr["phases"],
+                      title=f"SITE.YML, 1 PAIR: {med['total_s']:.1f} S, BLUE DOWN {med['probe']['p1-blue']['total_unavailable_ms']} MS")
         print("drew", PICTURE)
     section = fmt_section(info, runs, args.size_mb, args.rate)
     print(section)

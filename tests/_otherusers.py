@@ -31,6 +31,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SYSTEM_PYTHON = '/usr/bin/python3'
 SITE = os.path.join(ROOT, '.venv', 'lib', 'python%d.%d' % sys.version_info[:2], 'site-packages')
 
+
 class User(collections.namedtuple('User', 'name uid gid')):
     """A test user; also answers to the ``pwd`` names (``pw_name``, ``pw_uid``, ``pw_gid``)."""
 

@@ -360,9 +360,9 @@ class SharedDbLink:
             raise DbfixError('refusing to %s: %s %s is not under the control of %s alone: %s. '
                              'Nothing was opened or changed.'
                              % ('link %s to %s' % (self.path, self.shared) if self.state == 'linked'
-                               else 'put %s back as %s' % (self.old, self.path),
-                               what, db, 'root' if uid == 0 else 'root and the app user %s' % who(uid),
-                               '; '.join(reasons)),
+                                else 'put %s back as %s' % (self.old, self.path),
+                                what, db, 'root' if uid == 0 else 'root and the app user %s' % who(uid),
+                                '; '.join(reasons)),
                              untrusted=reasons)
 
     def check_holders(self, files, why):
@@ -427,8 +427,8 @@ class SharedDbLink:
             raise DbfixError('%s failed (%s: %s); the files made so far (%s) were removed again and %s is as it was%s. '
                              'Check the permissions of %s.'
                              % (doing, e.strerror, e.filename, ', '.join(made) or 'none', self.path,
-                               ' (its -wal/-journal was merged into it, same content)' if merged else '',
-                               os.path.dirname(self.path)),
+                                ' (its -wal/-journal was merged into it, same content)' if merged else '',
+                                os.path.dirname(self.path)),
                              traceback=traceback.format_exc()) from e
         return sidecars
 
@@ -632,7 +632,7 @@ def main():
             raise DbfixError('could not inspect the files for %s (%s: %s); check that the paths exist and can be read '
                              'by this user. Nothing was changed.'
                              % (link.path, getattr(e, 'strerror', None) or type(e).__name__,
-                               getattr(e, 'filename', None) or e), traceback=traceback.format_exc()) from e
+                                getattr(e, 'filename', None) or e), traceback=traceback.format_exc()) from e
     except DbfixError as e:
         result = dict(link.result)
         result.update(e.details)

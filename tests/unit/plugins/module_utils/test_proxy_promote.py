@@ -86,7 +86,7 @@ def test_watch_fails_at_once_on_fallback_or_no_answer():
     for first in (dict(OK, upstream='127.0.0.1:3001, 127.0.0.1:3000'), {'error': 'x', 'status': 0}):
         c = Clock()
         v = _proxy.watch(scripted([first] + [OK] * 10), 'green', '127.0.0.1:3001', 200,
-                     seconds=1.0, interval=0.1, switch_timeout=5, clock=c, sleep=c.sleep)
+                         seconds=1.0, interval=0.1, switch_timeout=5, clock=c, sleep=c.sleep)
         assert not v['ok'] and v['probes'] == 1
 
 
