@@ -43,10 +43,11 @@ run_stage() {  # run_stage NAME COMMAND...: its output live (tee) and in its log
   src=${PIPESTATUS[0]}
   record_stage "$stage" "$log" "$src" "$start" "$(date +%s)"
 }
-# The molecule stage (image build, then containers) mostly waits on podman and
-# the containers, so it runs in the background next to the other stages
-# (DBFIX_OVERLAP=0: one after the other). Its output goes to its own log,
-# printed whole when it has ended; its duration is its own.
+# DBFIX_OVERLAP=1: the molecule stage (image build, then containers) runs in the
+# background next to the other stages. Its output goes to its own log, printed
+# whole when it has ended; its duration is its own. Off by default: on a 2-core
+# machine the load of both at once (load ~13) doubled Molecule's scenario times
+# and made pm2/health waits in the containers run into their deadlines.
 bg_stage="" bg_log="" bg_pid="" bg_start=0
 start_bg_stage() {  # start_bg_stage NAME COMMAND...
   bg_stage=$1; shift
@@ -74,7 +75,7 @@ stop_bg_stage() {  # stop_bg_stage EXIT_CODE: stop the background stage (its who
   exit "$1"
 }
 trap 'stop_bg_stage 130' INT TERM
-overlap=${DBFIX_OVERLAP:-1}
+overlap=${DBFIX_OVERLAP:-0}
 if [ "$overlap" != 0 ] && ((${#stages[@]} > 1)) && [[ " ${stages[*]} " == *" molecule "* ]]; then
   start_bg_stage molecule bash scripts/test-molecule.sh
 fi

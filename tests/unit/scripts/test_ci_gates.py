@@ -182,7 +182,7 @@ def _fake_checkout(tmp_path):
 def test_make_test_runs_molecule_beside_the_other_stages_and_keeps_summary_skips_and_exit_code(tmp_path):
     root = _fake_checkout(tmp_path)
     res = subprocess.run(['bash', str(root / 'scripts' / 'test-all.sh')], capture_output=True, text=True,
-                         env=dict(os.environ, DBFIX_STAGES=''), timeout=120, check=False)
+                         env=dict(os.environ, DBFIX_STAGES='', DBFIX_OVERLAP='1'), timeout=120, check=False)
     out = res.stdout
     assert res.returncode == 1, out + res.stderr
     tail = out[out.index('==== make test summary ===='):].splitlines()[1:]
