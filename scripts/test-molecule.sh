@@ -98,9 +98,6 @@ for s in "${scenarios[@]}"; do
     fi
     # pipefail carries molecule's exit code through tee.
     secs=$(($(date +%s) - start))
-    # The host folder a scenario bind-mounts as the pair's shared DB folder
-    # (its dependency step makes it): nothing of a run may stay in /tmp.
-    rm -rf "/tmp/dbfix-molecule-$s"
     echo "$s rc=$rc seconds=$secs" >>"$LOGS/timings.txt"
     if ((rc == 0)); then
         passed=$((passed + 1))
@@ -112,6 +109,10 @@ for s in "${scenarios[@]}"; do
         # Leave no containers behind for the next scenario (same names).
         molecule destroy -s "$s" >>"$LOGS/$s.log" 2>&1 || true
     fi
+    # The host folder a scenario bind-mounts as the pair's shared DB folder
+    # (its dependency step makes it, `molecule destroy` too, so only after it):
+    # nothing of a run may stay in /tmp.
+    rm -rf "/tmp/dbfix-molecule-$s"
 done
 
 if ((failed)); then
