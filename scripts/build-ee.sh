@@ -11,7 +11,8 @@
 #       + the collection from the tarball (+ its meta/execution-environment.yml deps)
 #   -> localhost/dbfix-ee:<hash>
 #
-# <hash> covers the collection's files (as packed in the tarball), this script,
+# <hash> covers the collection's files as packed in the tarball (except docs,
+# changelogs and manifests), this script,
 # the base image's id and the pinned versions; when that tag exists the build is
 # skipped. Prints the duration on stderr and the tag as the last line on stdout:
 #
@@ -47,11 +48,20 @@ ctx="$(mktemp -d /tmp/dbfix-ee-ctx.XXXXXX)"
 trap 'rm -rf "$ctx"' EXIT
 
 # --- the collection as users get it --------------------------------------------
-"$VENV/bin/ansible-galaxy" collection build "$ROOT" --output-path "$ctx/dist" >&2
+# From a copy of the tree: a file edited between `build` hashing and packing it
+# would give a tarball that `install` rejects.
+mkdir -p "$ctx/src"
+tar -C "$ROOT" --exclude=./.git --exclude=./.venv --exclude=./.cache --exclude=./.collections \
+    --exclude=node_modules --exclude=./tests --exclude=./molecule --exclude=./bench -cf - . | tar -C "$ctx/src" -xf -
+"$VENV/bin/ansible-galaxy" collection build "$ctx/src" --output-path "$ctx/dist" >&2
 tarball="$(cd "$ctx/dist" && ls bluegreen-dbfix-*.tar.gz)"
 mkdir -p "$ctx/unpacked"
 tar -xzf "$ctx/dist/$tarball" -C "$ctx/unpacked"
-content_hash="$(cd "$ctx/unpacked" && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-64)"
+# What runs: everything but the docs, changelogs and the manifests (which hash
+# the docs too), so a docs-only edit reuses the EE.
+content_hash="$(cd "$ctx/unpacked" && find . -type f ! -path './docs/*' ! -path './changelogs/*' \
+    ! -name 'README*' ! -name MANIFEST.json ! -name FILES.json -print0 \
+    | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-64)"
 tag_hash="$(printf '%s\n' "$content_hash" "$(sha256sum <"$SELF")" "$base_id" "$core_version" "$runner_version" \
     | sha256sum | cut -c1-12)"
 tag="localhost/dbfix-ee:$tag_hash"
