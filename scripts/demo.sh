@@ -2,9 +2,13 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 # make demo: build the blue/green estate on THIS machine (no containers) under
 # demo/, show the incident (GREEN's /api/users/me answers 500), then run the
-# fix (playbooks/site.yml) when it exists and print its report.
+# fix (playbooks/site.yml) when it exists and print its report, then promote
+# GREEN to production behind the demo's own nginx (playbooks/promote.yml) and
+# show a request through the proxy answered by GREEN.
 #
-# Ports: DBFIX_DEMO_BLUE_PORT (default 3000), DBFIX_DEMO_GREEN_PORT (default 3001).
+# Ports: DBFIX_DEMO_BLUE_PORT (default 3000), DBFIX_DEMO_GREEN_PORT (default 3001),
+# DBFIX_DEMO_PROXY_PORT (default 8080; nginx, loopback only, its own prefix under
+# demo/nginx - never the system's nginx).
 # Everything lives in demo/ (git-ignored; DBFIX_DEMO_DIR to put it elsewhere);
 # scripts/demo-clean.sh removes it.
 set -euo pipefail
@@ -20,6 +24,8 @@ PM2_BIN_DIR="$ROOT/tests/tools/node_modules/.bin"
 APP_MODULES="$ROOT/tests/app/node_modules"
 BLUE_PORT="${DBFIX_DEMO_BLUE_PORT:-3000}"
 GREEN_PORT="${DBFIX_DEMO_GREEN_PORT:-3001}"
+PROXY_PORT="${DBFIX_DEMO_PROXY_PORT:-8080}"
+NGINX="${DBFIX_DEMO_NGINX:-/usr/sbin/nginx}"
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 die() { printf '\ndemo: ERROR: %s\n' "$*" >&2; exit 1; }
@@ -31,13 +37,17 @@ fi
 [ -f "$APP_MODULES/better-sqlite3/package.json" ] || die "the test app's node_modules are missing ($APP_MODULES) - run 'make node-tools'"
 command -v node >/dev/null || die "node is not on PATH - install Node.js >= 18"
 
-for var in DBFIX_DEMO_BLUE_PORT DBFIX_DEMO_GREEN_PORT; do
+for var in DBFIX_DEMO_BLUE_PORT DBFIX_DEMO_GREEN_PORT DBFIX_DEMO_PROXY_PORT; do
   val="${!var:-}"
   if [ -n "$val" ] && ! [[ "$val" =~ ^[0-9]+$ && "$val" -ge 1 && "$val" -le 65535 ]]; then
     die "$var=$val is not a port number (1-65535)"
   fi
 done
 [ "$BLUE_PORT" != "$GREEN_PORT" ] || die "BLUE and GREEN both want port $BLUE_PORT - set DBFIX_DEMO_BLUE_PORT and DBFIX_DEMO_GREEN_PORT to two different ports"
+for pair in "BLUE:$BLUE_PORT:DBFIX_DEMO_BLUE_PORT" "GREEN:$GREEN_PORT:DBFIX_DEMO_GREEN_PORT"; do
+  IFS=: read -r color port var <<<"$pair"
+  [ "$PROXY_PORT" != "$port" ] || die "the proxy and $color both want port $port - set DBFIX_DEMO_PROXY_PORT and $var to two different ports"
+done
 
 export PATH="$PM2_BIN_DIR:$VENV/bin:$PATH"
 export PM2_HOME="$DEMO/pm2"
@@ -73,7 +83,8 @@ s.settimeout(0.5)
 sys.exit(1 if s.connect_ex(('127.0.0.1', port)) == 0 else 0)
 PYEOF
 }
-for pair in "BLUE:$BLUE_PORT:DBFIX_DEMO_BLUE_PORT" "GREEN:$GREEN_PORT:DBFIX_DEMO_GREEN_PORT"; do
+for pair in "BLUE:$BLUE_PORT:DBFIX_DEMO_BLUE_PORT" "GREEN:$GREEN_PORT:DBFIX_DEMO_GREEN_PORT" \
+            "the proxy:$PROXY_PORT:DBFIX_DEMO_PROXY_PORT"; do
   IFS=: read -r color port var <<<"$pair"
   if ! port_free "$port"; then
     holder="$(ss -ltnpH "sport = :$port" 2>/dev/null | sed -n 's/.*users:((\("[^"]*"\).*pid=\([0-9]*\).*/\1 pid \2/p' | head -n1)"
@@ -96,6 +107,14 @@ dbfix_shared_db=$DEMO/home/ubuntu/database-shared.db
 dbfix_pm2_executable=$PM2_BIN_DIR/pm2
 dbfix_pm2_home=$PM2_HOME
 estate_node_modules_src=$APP_MODULES
+# The demo's nginx: its own prefix under $DEMO/nginx, loopback only (scripts/demo-clean.sh stops it).
+dbfix_proxy_nginx=$NGINX
+dbfix_proxy_nginx_prefix=$DEMO/nginx
+dbfix_proxy_nginx_conf=$DEMO/nginx/nginx.conf
+dbfix_proxy_conf_dir=$DEMO/nginx/conf.d
+dbfix_proxy_listen_address=127.0.0.1
+dbfix_proxy_port=$PROXY_PORT
+dbfix_proxy_start=true
 INVEOF
 
 say "Building the estate: BLUE :$BLUE_PORT (production), GREEN :$GREEN_PORT (staging, missing users.position)"
@@ -135,5 +154,63 @@ else
 fi
 # --- end HOOK --------------------------------------------------------------
 
+# --- The promotion: GREEN becomes production behind nginx ------------------
+production=blue
+if [ -f "$ROOT/playbooks/site.yml" ] && [ -f "$ROOT/playbooks/promote.yml" ]; then
+  if [ ! -x "$NGINX" ]; then
+    say "nginx is not installed at $NGINX - the promotion is not shown (scripts/setup-system.sh installs it, or set DBFIX_DEMO_NGINX)"
+  else
+    say "Promoting GREEN: ansible-playbook playbooks/promote.yml -i $DEMO/inventory.ini -e dbfix_promote_to=green"
+    mkdir -p "$DEMO/nginx/conf.d" "$DEMO/nginx/tmp"
+    cat >"$DEMO/nginx/nginx.conf" <<NGXEOF
+# Written by scripts/demo.sh: the demo's own nginx (prefix $DEMO/nginx); the
+# collection owns conf.d/dbfix-*.conf (one upstream file per pair).
+worker_processes 1;
+pid $DEMO/nginx/nginx.pid;
+error_log $DEMO/nginx/error.log warn;
+events { worker_connections 256; }
+http {
+    access_log off;
+    client_body_temp_path $DEMO/nginx/tmp/body;
+    proxy_temp_path $DEMO/nginx/tmp/proxy;
+    fastcgi_temp_path $DEMO/nginx/tmp/fastcgi;
+    uwsgi_temp_path $DEMO/nginx/tmp/uwsgi;
+    scgi_temp_path $DEMO/nginx/tmp/scgi;
+    include $DEMO/nginx/conf.d/*.conf;
+}
+NGXEOF
+    touch "$DEMO/.promote-started"
+    # A short stability gate and watch: the demo's apps were restarted by the fix a moment ago.
+    ansible-playbook playbooks/promote.yml -i "$DEMO/inventory.ini" -e dbfix_promote_to=green \
+      -e dbfix_promote_stable_seconds=2 -e dbfix_promote_watch_seconds=3 -e "dbfix_report_dir=$ROOT/reports"
+    report="$(find "$ROOT/reports" -maxdepth 1 -name '*promote*.md' -newer "$DEMO/.promote-started" -printf '%T@ %p\n' 2>/dev/null \
+      | sort -nr | head -n1 | cut -d' ' -f2- || true)"
+    if [ -n "$report" ]; then
+      say "Report: ${report#"$ROOT"/}"
+      cat "$report"
+    fi
+    printf '\nThrough the proxy: curl -si http://127.0.0.1:%s/api/health\n' "$PROXY_PORT"
+    production="$("$PY" - "$PROXY_PORT" <<'PYEOF'
+import sys, urllib.request
+with urllib.request.urlopen(f'http://127.0.0.1:{sys.argv[1]}/api/health', timeout=5) as r:
+    color = r.headers.get('X-Dbfix-Production', '?')
+    print(f'  HTTP {r.status} X-Dbfix-Production: {color} {r.read().decode()[:200]}', file=sys.stderr)
+    print(color)
+PYEOF
+)"
+    state="$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1])).get("production", {}).get("color", "?"))' \
+      "$DEMO/home/ubuntu/TimeTracking-BLUE/.dbfix/state.json")"
+    [ "$production" = green ] && [ "$state" = green ] \
+      || die "after the promotion the proxy answered for '$production' and the state file says '$state' (expected green)"
+  fi
+fi
+# --- end promotion -----------------------------------------------------------
+
 say "Demo is running: BLUE http://127.0.0.1:$BLUE_PORT  GREEN http://127.0.0.1:$GREEN_PORT  (PM2_HOME=$PM2_HOME)"
+if [ "$production" = green ]; then
+  printf 'Proxy (nginx, own prefix %s): http://127.0.0.1:%s  production=green\n' "$DEMO/nginx" "$PROXY_PORT"
+  printf 'Revert: ansible-playbook playbooks/promote.yml -i %s -e dbfix_promote_to=blue\n' "$DEMO/inventory.ini"
+else
+  printf 'production=blue (no promotion ran)\n'
+fi
 printf 'Stop and remove it with: make demo-clean\n'
