@@ -15,15 +15,38 @@ chmod 755 "$base"  # tests hand folders to a second, unprivileged user
 # shellcheck disable=SC2317  # called by the EXIT trap
 cleanup() { rm -rf "$base" "$log"; }
 trap cleanup EXIT
-# Integration first: xdist hands out files in this order, so the long ones (fault injection, the estate
-# and monitor tests) start at once and the many short unit files fill the workers at the end.
-[ "$#" -gt 0 ] || set -- tests/integration tests/unit
+# Longest files first, then the other integration files, then the many short unit files that fill the
+# workers at the end. xdist (--dist loadfile) hands out files in this order only with
+# --no-loadscope-reorder: by default it sorts them by their number of tests, which put the long estate
+# files (1 to 3 tests each) after every unit file, so they started last and set the stage's length.
+# Each worker is given two files at the start (the Nth and the (N+workers)th), so the first eight are in
+# the order longest four, then the next four shortest first: each worker's first pair takes about as long.
+# Measured (seconds, 4 workers on 2 cores, under load); keep it up to date with --durations when a file grows.
+LONG=(
+  tests/integration/test_roles_local.py              # ~1000: site 464, rollback 511
+  tests/integration/test_monitor_role.py             # ~850: cron 815
+  tests/integration/test_foreign_app.py              # ~750
+  tests/integration/test_fault_injection_phase2.py   # ~800: the phase-2 kill sweep 717 + estate
+  tests/integration/test_security.py                 # ~400: set-up 381
+  tests/integration/test_rollback_records.py         # ~400
+  tests/integration/test_promote.py                  # ~520
+  tests/integration/test_fault_injection_rollback.py # ~650: the rollback kill sweep 585 + estate
+  tests/integration/test_fault_injection.py          # locks, full disk, app failing, pm2 daemon killed
+  tests/integration/test_galaxy_install.py           # ~290
+)
+if [ "$#" -eq 0 ]; then
+  set -- "${LONG[@]}"
+  for f in tests/integration/test_*.py; do
+    case " ${LONG[*]} " in *" $f "*) ;; *) set -- "$@" "$f" ;; esac
+  done
+  set -- "$@" tests/unit
+fi
 # Parallel (pytest-xdist): the tests mostly wait on pm2, Node and ansible-playbook subprocesses, so twice
 # as many workers as cores. --dist loadfile keeps a file's tests (and its module-scoped pm2 daemon) on
 # one worker. DBFIX_PYTEST_WORKERS=0 runs in this process, as before.
 workers=${DBFIX_PYTEST_WORKERS:-$(($(nproc) * 2))}
 xdist=()
-if [ "$workers" -gt 0 ]; then xdist=(-n "$workers" --dist loadfile); fi
+if [ "$workers" -gt 0 ]; then xdist=(-n "$workers" --dist loadfile --no-loadscope-reorder); fi
 DBFIX_SWEEP=1 python -m pytest -p no:cacheprovider -q -rfEs --durations=30 --basetemp="$base/t" "${xdist[@]}" "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 # With -q, pytest 9 prints "N passed in Xs" without the ==== padding.

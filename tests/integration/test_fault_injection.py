@@ -1,11 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Fault injection on a real local estate (real pm2, real Node apps, real SQLite).
 
-* ``ansible-playbook`` SIGKILLed after each task of phase 2 in turn, and after
-  each task of the phase-2 rollback. After every kill point the run is recovered
-  (site.yml rerun -> converged, or rollback.yml -> pre-phase-2 state) and checked:
-  integrity ok, no committed row of the pre-phase-2 DBs lost, no write the app
-  acknowledged lost (a writer posts to BLUE during the killed run).
 * A DB locked by another process (``BEGIN EXCLUSIVE``, held longer than the busy
   timeout) during phase 1 and during phase 2: clear failure, DB files unchanged,
   apps still serving.
@@ -15,297 +10,28 @@
   backups: clear failure before any switch, no partial file, nothing changed.
 * pm2's daemon SIGKILLed in the middle of phase 2: a rerun converges.
 
-The kill is exact: the test callback ``callback_plugins/dbfix_fault.py`` SIGKILLs
-ansible-playbook itself when the next task is about to start after k tasks of
-the role completed. Between kill points the estate is reset from a snapshot of
-its pair dirs (apps stopped, files copied back, apps started), not rebuilt.
-
-``DBFIX_FAULT_POINTS``: ``changes`` (default: after every task that changed
-something in a clean run, and after every task while the apps are quiesced),
-``all`` (every task; slow), or N (every N-th point). The covered kill points are written to
-``bench/results/fault-injection.md``.
+The SIGKILL sweeps of ``ansible-playbook`` (after each task of phase 2, after each task of the
+phase-2 rollback) are in ``test_fault_injection_phase2.py`` and ``test_fault_injection_rollback.py``:
+separate files, so pytest-xdist (``--dist loadfile``) runs them on other workers at the same time as
+this one; shared parts (checks, lock holder, estate set-up): ``_fault_injection.py``.
 """
 from __future__ import annotations
 
-import json
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-from _estate import H, built, db_state, fault_env, require, trace_env
+from _estate import H, fault_env
+from _fault_injection import FAST, Locker, app_files, check_converged, fault_estate
 
 from ansible_collections.bluegreen.dbfix.tests._fsfaults import fill, tmpfs
-
-RESULTS = H.ROOT / "bench" / "results"
-# Short timeouts keep the failure cases fast; the lock is held far longer than these.
-FAST = {"dbfix_health_timeout": 15, "dbfix_busy_timeout": 1000}
-
-
-# --------------------------------------------------------------------------- checks
-
-
-def pre_rows(snapshot_dir: Path, estate) -> dict[str, dict[str, set]]:
-    """{host: {table: rows}} of the DBs as they were in a snapshot (the committed rows that must survive)."""
-    out = {}
-    for h in estate.hosts:
-        db = snapshot_dir / h.db_path.relative_to(estate.root)
-        if db.is_symlink():
-            db = snapshot_dir / Path(os.readlink(db)).relative_to(estate.root)
-        tables = H.table_digest(db)
-        out[h.name] = {t: (db, H.columns_of(db, t)) for t in tables}
-    return out
-
-
-def lost_rows(pre: dict, final_db: Path, hosts: list[str]) -> dict[str, int]:
-    """Rows of the pre DBs (of ``hosts``) missing from ``final_db``, per table.
-
-    Rows are compared whole, on the columns both sides have (GREEN's rows were
-    written before ``users.position`` existed), except migration bookkeeping
-    tables, compared on their key.
-    """
-    lost = {}
-    final_tables = H.table_digest(final_db)
-    for name in hosts:
-        for table, (db, cols) in pre[name].items():
-            if table not in final_tables:
-                lost[f"{name}:{table}"] = -1
-                continue
-            final_cols = H.columns_of(final_db, table)
-            common = [c for c in cols if c in final_cols]
-            if table.endswith("migrations"):
-                # Migration bookkeeping: each DB records when *it* applied a migration, so the
-                # same migration has a different applied_at in BLUE and GREEN. What must survive
-                # is the record of the migration, i.e. its key.
-                common = [c for c in common if c in ("name", "version", "id")] or common
-            missing = H.rows_by_columns(db, table, common) - H.rows_by_columns(final_db, table, common)
-            if missing:
-                lost[f"{name}:{table}"] = len(missing)
-    return lost
-
-
-def check_converged(estate, pre, writer) -> list[str]:
-    errs = []
-    blue, green = estate.host(1, "blue"), estate.host(1, "green")
-    shared = Path(os.path.realpath(blue.shared_db))
-    for h in (blue, green):
-        if not h.db_path.is_symlink() or Path(os.path.realpath(h.db_path)) != shared:
-            errs.append(f"{h.name}: {h.db_path} is not a link to {shared}")
-        try:
-            status, body = h.health()
-        except OSError as exc:
-            status, body = 0, str(exc)
-        if status != 200 or not isinstance(body, dict) or body.get("db") != str(shared):
-            errs.append(f"{h.name}: health {status} {body}")
-    if not shared.exists():
-        return [*errs, f"shared DB {shared} missing"]
-    ic = H.integrity_ok(shared)
-    if ic != "ok":
-        errs.append(f"integrity_check of {shared}: {ic}")
-    lost = lost_rows(pre, shared, [blue.name, green.name])
-    if lost:
-        errs.append(f"committed rows lost from the shared DB: {lost}")
-    missing = writer.missing_from(shared) if writer else []
-    if missing:
-        errs.append(f"{len(missing)} acknowledged writes missing from the shared DB, e.g. {missing[:3]}")
-    return errs
-
-
-def check_rolled_back(estate, pre, writer) -> tuple[list[str], int]:
-    """Each app back on its own DB, nothing lost; returns (errors, acknowledged writes left only in the shared DB)."""
-    errs = []
-    only_shared = 0
-    for h in estate.hosts:
-        if h.db_path.is_symlink() or not h.db_path.is_file():
-            errs.append(f"{h.name}: {h.db_path} is not a regular file again")
-            continue
-        if Path(str(h.db_path) + ".OLD").exists():
-            errs.append(f"{h.name}: {h.db_path}.OLD still there after the rollback")
-        try:
-            status, body = h.health()
-        except OSError as exc:
-            status, body = 0, str(exc)
-        if status != 200 or not isinstance(body, dict) or body.get("db") != str(h.db_path):
-            errs.append(f"{h.name}: health {status} {body}")
-        ic = H.integrity_ok(h.db_path)
-        if ic != "ok":
-            errs.append(f"integrity_check of {h.db_path}: {ic}")
-        lost = lost_rows(pre, h.db_path, [h.name])
-        if lost:
-            errs.append(f"committed rows lost from {h.db_path}: {lost}")
-    if writer is not None:
-        blue = estate.host(1, "blue")
-        in_own = H.notes_in(blue.db_path, writer.prefix) if blue.db_path.is_file() else set()
-        in_shared = H.notes_in(blue.shared_db, writer.prefix) if blue.shared_db.exists() else set()
-        gone = [n for n in writer.acked if n not in in_own and n not in in_shared]
-        if gone:
-            errs.append(f"{len(gone)} acknowledged writes in neither BLUE's DB nor the shared DB, e.g. {gone[:3]}")
-        only_shared = sum(1 for n in writer.acked if n not in in_own and n in in_shared)
-    return errs, only_shared
-
-
-def enumerate_points(estate, playbook: str, role: str, extra: dict | None = None) -> list[dict]:
-    """The role's tasks of a clean run, in order: [{"name", "changed"}]; kill point k = after task k."""
-    trace = estate.root / f"trace-{role}.jsonl"
-    trace.unlink(missing_ok=True)
-    run = estate.playbook(playbook, extra_vars=extra, env=trace_env(role, trace), log_name=f"trace-{role}")
-    assert run.rc == 0, f"clean {playbook} run failed:\n{run.tail()}"
-    entries = [json.loads(line) for line in trace.read_text(encoding="utf-8").splitlines()]
-    points = []
-    for e in entries:
-        if e.get("n"):
-            points.append({"name": e["name"], "changed": False})
-        elif "changed" in e and points and e["changed"] == points[-1]["name"]:
-            points[-1]["changed"] = True
-    return points
-
-
-def select(points: list[dict]) -> list[int]:
-    """Kill points to run. DBFIX_FAULT_POINTS: ``all``; ``changes`` (default): after every task that changed
-    something in the clean run, and after every task from the quiesce to the apps' start (the apps are down
-    there); N: every N-th point."""
-    mode = os.environ.get("DBFIX_FAULT_POINTS", "changes")
-    ks = list(range(1, len(points) + 1))
-    if mode == "all":
-        return ks
-    if mode == "changes":
-        first = next((i for i, p in enumerate(points, 1) if "quiesce" in p["name"].lower()), None)
-        last = next((i for i, p in enumerate(points, 1) if "start the app on the shared db" in p["name"].lower()), None)
-        window = set(range(first, last + 1)) if first and last else set()
-        return [k for k in ks if points[k - 1]["changed"] or k in window]
-    step = max(1, int(mode))
-    return [k for k in ks if k % step == 1 or k == len(points)]
-
-
-def write_results(name: str, rows: list[dict], seconds: float) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / "fault-injection.md"
-    lines = [f"## {name}", "", f"{len(rows)} kill points in {seconds:.0f} s ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}).", "",
-             "| k | killed after task | rc of killed run | recovery | recovery rc | acked writes | result |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['k']} | {r['task']} | {r['killed_rc']} | {r['recovery']} | {r['rc']} | {r['acked']} | {r['result']} |" for r in rows]
-    text = out.read_text(encoding="utf-8") if out.exists() else "# Fault injection: kill points covered\n"
-    # Replace this section if present.
-    parts = text.split("\n## ")
-    parts = [p for p in parts if not p.startswith(name)]
-    text = "\n## ".join(parts).rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
-    out.write_text(text, encoding="utf-8")
-    print("\n".join(lines))
-
-
-# --------------------------------------------------------------------------- fixture
 
 
 @pytest.fixture(scope="module")
 def fx():
-    """The estate after a clean phase 1, snapshot 'pre_phase2'; the phase-2 and rollback kill points enumerated."""
-    require("site.yml", "phase1.yml", "phase2.yml", "rollback.yml")
-    with built("fault") as estate:
-        run = estate.playbook("phase1.yml", extra_vars=FAST, log_name="phase1")
-        assert run.rc == 0, f"phase1.yml failed on a fresh estate:\n{run.tail()}"
-        snap = H.snapshot(estate, "pre_phase2")
-        pre = pre_rows(snap, estate)
-        p2_points = enumerate_points(estate, "phase2.yml", "phase2", FAST)
-        H.snapshot(estate, "post_phase2")
-        rb_points = enumerate_points(estate, "rollback.yml", "rollback", {**FAST, "dbfix_rollback_phase": "phase2"})
-        yield {"estate": estate, "pre": pre, "p2_points": p2_points, "rb_points": rb_points}
-
-
-# --------------------------------------------------------------------------- kill sweeps
-
-
-def test_sigkill_after_each_phase2_task(fx):
-    """Kill after task k of phase 2; odd k -> rerun site.yml converges, even k -> rollback.yml restores. Nothing lost."""
-    estate, pre, points = fx["estate"], fx["pre"], fx["p2_points"]
-    assert len(points) >= 10, f"phase 2 ran only {len(points)} tasks: {points}"
-    rows, failures = [], []
-    t0 = time.monotonic()
-    for i, k in enumerate(select(points)):
-        H.restore(estate, "pre_phase2")
-        writer = H.Writer(estate.host(1, "blue"), rate=10).start()
-        killed = estate.playbook("phase2.yml", extra_vars=FAST, env=fault_env("phase2", k), log_name=f"p2-kill{k}")
-        recovery = "rollback.yml" if i % 2 else "site.yml"
-        if recovery == "site.yml":
-            rec = estate.playbook("site.yml", extra_vars=FAST, log_name=f"p2-kill{k}-site")
-            writer.stop()
-            errs = check_converged(estate, pre, writer)
-            extra = ""
-        else:
-            rec = estate.playbook("rollback.yml", extra_vars={**FAST, "dbfix_rollback_phase": "phase2"}, log_name=f"p2-kill{k}-rb")
-            writer.stop()
-            errs, only_shared = check_rolled_back(estate, pre, writer)
-            extra = f" ({only_shared} acked writes remain only in the shared DB)" if only_shared else ""
-        if killed.rc != -signal.SIGKILL:
-            errs.insert(0, f"killed run ended with rc={killed.rc}, expected SIGKILL")
-        if rec.rc != 0:
-            errs.insert(0, f"{recovery} rc={rec.rc}: {rec.tail(15)}")
-        rows.append({"k": k, "task": points[k - 1]["name"], "killed_rc": killed.rc, "recovery": recovery, "rc": rec.rc,
-                     "acked": len(writer.acked), "result": ("ok" + extra) if not errs else "FAIL: " + "; ".join(errs)[:300]})
-        if errs:
-            failures.append(f"k={k} after '{points[k - 1]['name']}' -> {recovery}: " + "\n    ".join(errs))
-    write_results(f"Phase 2 killed (SIGKILL of ansible-playbook), {len(rows)} of {len(points)} kill points", rows, time.monotonic() - t0)
-    assert not failures, "\n".join(failures)
-
-
-def test_sigkill_after_each_rollback_task(fx):
-    """From the fixed state, kill rollback.yml (phase2) after task k; a rerun restores the pre-phase-2 state."""
-    estate, pre, points = fx["estate"], fx["pre"], fx["rb_points"]
-    assert len(points) >= 3, f"rollback ran only {len(points)} tasks: {points}"
-    rows, failures = [], []
-    t0 = time.monotonic()
-    extra = {**FAST, "dbfix_rollback_phase": "phase2"}
-    for k in select(points):
-        H.restore(estate, "post_phase2")
-        killed = estate.playbook("rollback.yml", extra_vars=extra, env=fault_env("rollback", k), log_name=f"rb-kill{k}")
-        rec = estate.playbook("rollback.yml", extra_vars=extra, log_name=f"rb-kill{k}-rerun")
-        errs = check_rolled_back(estate, pre, None)[0]
-        if killed.rc != -signal.SIGKILL:
-            errs.insert(0, f"killed run ended with rc={killed.rc}, expected SIGKILL")
-        if rec.rc != 0:
-            errs.insert(0, f"rollback rerun rc={rec.rc}: {rec.tail(15)}")
-        rows.append({"k": k, "task": points[k - 1]["name"], "killed_rc": killed.rc, "recovery": "rollback.yml", "rc": rec.rc,
-                     "acked": "-", "result": "ok" if not errs else "FAIL: " + "; ".join(errs)[:300]})
-        if errs:
-            failures.append(f"k={k} after '{points[k - 1]['name']}': " + "\n    ".join(errs))
-    write_results(f"Rollback (phase2) killed (SIGKILL of ansible-playbook), {len(rows)} of {len(points)} kill points", rows,
-                  time.monotonic() - t0)
-    assert not failures, "\n".join(failures)
-
-
-# --------------------------------------------------------------------------- locks
-
-
-LOCKER = r"""
-import sqlite3, sys, time
-conn = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
-conn.execute("BEGIN EXCLUSIVE")
-print("locked", flush=True)
-time.sleep(float(sys.argv[2]))
-conn.execute("ROLLBACK")
-"""
-
-
-class Locker:
-    """Another process holding ``BEGIN EXCLUSIVE`` on a DB (a real lock, not a mock)."""
-
-    def __init__(self, db: Path, seconds: float = 300):
-        self.proc = subprocess.Popen([sys.executable, "-c", LOCKER, str(db), str(seconds)], stdout=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline().strip()
-        assert line == "locked", f"locker did not get the lock on {db}: {line!r}"
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.proc.kill()
-        self.proc.wait(timeout=10)
-
-
-def app_files(estate) -> dict:
-    """sha256 of each DB and .env (following a link) and whether the DB is a link."""
-    return db_state(estate)
+    """The estate after a clean phase 1, snapshot 'pre_phase2'; the phase-2 kill points enumerated."""
+    with fault_estate("fault") as fx:
+        yield fx
 
 
 def test_locked_db_during_phase1_fails_clearly_and_changes_nothing(fx):
