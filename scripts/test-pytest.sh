@@ -19,19 +19,21 @@ trap cleanup EXIT
 # workers at the end. xdist (--dist loadfile) hands out files in this order only with
 # --no-loadscope-reorder: by default it sorts them by their number of tests, which put the long estate
 # files (1 to 3 tests each) after every unit file, so they started last and set the stage's length.
-# Each worker is given two files at the start (the Nth and the (N+workers)th), so the first eight are in
-# the order longest four, then the next four shortest first: each worker's first pair takes about as long.
-# Measured (seconds, 4 workers on 2 cores, under load); keep it up to date with --durations when a file grows.
+# (A worker is handed its next file while 2 or fewer of its tests are still queued, so a worker on a
+# one-test file already holds its next one; with the figures below a simulation of xdist's scheduler
+# found no order more than a minute better than longest first.)
+# Seconds per file, 4 workers on 2 cores under load (the fault files: measured 2026-11-30 with a load average
+# of 15, set-up included); keep it up to date with the --durations table when a file grows.
 LONG=(
+  tests/integration/test_fault_injection.py          # ~1310: estate 430, locks 343, disk 66, app 192, pm2 279
+  tests/integration/test_fault_injection_phase2.py   # ~1270: estate 425, the phase-2 kill sweep 843
+  tests/integration/test_fault_injection_rollback.py # ~1170: estate 558, the rollback kill sweep 606
   tests/integration/test_roles_local.py              # ~1000: site 464, rollback 511
   tests/integration/test_monitor_role.py             # ~850: cron 815
   tests/integration/test_foreign_app.py              # ~750
-  tests/integration/test_fault_injection_phase2.py   # ~800: the phase-2 kill sweep 717 + estate
+  tests/integration/test_promote.py                  # ~520
   tests/integration/test_security.py                 # ~400: set-up 381
   tests/integration/test_rollback_records.py         # ~400
-  tests/integration/test_promote.py                  # ~520
-  tests/integration/test_fault_injection_rollback.py # ~650: the rollback kill sweep 585 + estate
-  tests/integration/test_fault_injection.py          # locks, full disk, app failing, pm2 daemon killed
   tests/integration/test_galaxy_install.py           # ~290
 )
 if [ "$#" -eq 0 ]; then
