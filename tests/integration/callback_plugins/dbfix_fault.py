@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Test-only callback: inject a fault after exactly k tasks of one role.
 
-Used by tests/integration/test_fault_injection.py, enabled with
+Used by tests/integration/test_fault_injection*.py (set-up in _fault_injection.py), enabled with
 ``ANSIBLE_CALLBACKS_ENABLED=dbfix_fault``. Environment:
 
 - ``DBFIX_FAULT_ROLE``: role whose tasks are counted (matched on the role name's
