@@ -139,6 +139,10 @@ def test_site_converges_and_second_run_changes_nothing(estate):
     text = first.text()
     p2_tasks = re.findall(r"^TASK \[", text[text.index("TASK [Run role bluegreen.dbfix.phase2]"):text.index("TASK [Run role bluegreen.dbfix.cors]")], re.M)
     assert len(p2_tasks) <= 15, len(p2_tasks)
+    # ... and the whole site.yml within its budget: at most 45 task executions per host (every task header
+    # counted, so skipped tasks count too: an upper bound of what ran on each host).
+    all_tasks = re.findall(r"^TASK \[", text, re.M)
+    assert len(all_tasks) <= 45, (len(all_tasks), first.log)
     assert p2["plan"]["size_rule_pick"] == "green"  # the seed's size rule would have taken the staging DB
     md = reports[-1].with_suffix(".md").read_text()
     assert "Base: **blue**" in md and "size rule" in md
