@@ -31,7 +31,7 @@ def _load(name, path):
     return mod
 
 
-SW = _load("dbfix_bench_switch", ROOT / "bench" / "switch.py")
+SW = _load("dbfix_harness_switch", ROOT / "tests" / "harness" / "switch.py")
 
 
 class Pair:
