@@ -573,11 +573,12 @@ def _migrate(run, conn, files):
         result['pending'] = beyond
         diff([])
         run.done()
-    result['changed'] = True
+    # Refusals before the first write (read-only DB, the expand trial, the live-write guard) report changed=false.
     _check_writable(run)
     if p['policy'] == 'expand' and pending:
         _expand_trial(run, [(v, *by_version[v]) for v in pending], table)
     _guard_live_write(run)
+    result['changed'] = True
     if p['backup']:
         if run.check:
             try:

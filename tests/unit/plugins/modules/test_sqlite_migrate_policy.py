@@ -63,6 +63,7 @@ def test_expand_refuses(env, kind):
     res = run(dict(path=dbp, migrations_dir=str(mig), policy='expand'))
     assert res['failed'], res
     assert '002_%s.sql' % kind in res['msg'] and why in res['msg'] and 'Nothing was changed' in res['msg']
+    assert res['changed'] is False, 'a refusal before any write must not report changed (it restarts apps in the roles)'
     assert tree(folder) == before
     if kind == 'not_null_without_default':
         return  # SQLite itself refuses it, in any policy
