@@ -200,8 +200,9 @@ PYEOF
 )"
     state="$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1])).get("production", {}).get("color", "?"))' \
       "$DEMO/home/ubuntu/TimeTracking-BLUE/.dbfix/state.json")"
-    [ "$production" = green ] && [ "$state" = green ] \
-      || die "after the promotion the proxy answered for '$production' and the state file says '$state' (expected green)"
+    if [ "$production" != green ] || [ "$state" != green ]; then
+      die "after the promotion the proxy answered for '$production' and the state file says '$state' (expected green)"
+    fi
   fi
 fi
 # --- end promotion -----------------------------------------------------------

@@ -14,7 +14,7 @@ import hashlib
 import sqlite3
 from pathlib import Path
 
-from ansible_collections.bluegreen.dbfix.tests.integration.test_foreign_app import foreign, request, tail  # noqa: F401
+from ansible_collections.bluegreen.dbfix.tests.integration.test_foreign_app import foreign, request, tail  # noqa: F401  # pylint: disable=unused-import
 
 
 def files_of(f) -> dict[str, str]:

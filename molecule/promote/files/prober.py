@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-3.0-or-later
 """One client sending GET PATH to 127.0.0.1:PORT (nginx) back to back, a fresh connection per request, until
 STOP exists or MAX_SECONDS passed; then writes a summary to OUT (JSON): sent, failed, the first failures and
