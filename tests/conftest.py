@@ -80,3 +80,23 @@ def pytest_sessionfinish(session, exitstatus):
     stopped.update(kill_processes_under(*roots, env_mark='%s=%s' % (_SWEEP_MARK, os.environ.get(_SWEEP_MARK, ''))))
     for pid, cmd in sorted(stopped.items()):
         print('\nconftest: stopped pid %d left running by a test: %s' % (pid, cmd[:200]))
+
+
+@pytest.fixture(autouse=True)
+def _managed_host_view():
+    """Modules run in-process must see what they see on a managed host.
+
+    ansible-core sets ``ansible.module_utils._internal.is_controller`` for the rest of the process as soon as any
+    controller code is imported (``ansible.errors``, a filter plugin - at collection time, in every xdist worker).
+    From then on ``AnsibleModule.warn()`` goes to the controller's Display instead of the result's ``warnings``, and
+    module arguments are decoded with the controller's JSON profile, so a module test's outcome would depend on which
+    other test files the worker collected. Each test starts with the managed host's view; the value is put back after.
+    """
+    from ansible.module_utils import _internal  # pylint: disable=import-outside-toplevel
+
+    saved = _internal.is_controller
+    _internal.is_controller = False
+    try:
+        yield
+    finally:
+        _internal.is_controller = saved
