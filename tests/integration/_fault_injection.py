@@ -6,6 +6,16 @@ sweeps and the other fault cases on different workers at the same time. Each fil
 with ``fault_estate`` (same set-up as before: a clean phase 1, snapshot ``pre_phase2``, the phase-2 kill
 points enumerated by a clean traced phase-2 run, snapshot ``post_phase2``, and, when asked, the rollback's
 kill points). The checks, the lock holder and the results writer are here, unchanged.
+
+The kill is exact: the test callback ``callback_plugins/dbfix_fault.py`` SIGKILLs
+ansible-playbook itself when the next task is about to start after k tasks of
+the role completed. Between kill points the estate is reset from a snapshot of
+its pair dirs (apps stopped, files copied back, apps started), not rebuilt.
+
+``DBFIX_FAULT_POINTS``: ``changes`` (default: after every task that changed
+something in a clean run, and after every task while the apps are quiesced),
+``all`` (every task; slow), or N (every N-th point). The covered kill points are written to
+``bench/results/fault-injection.md``.
 """
 from __future__ import annotations
 

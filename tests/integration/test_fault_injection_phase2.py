@@ -6,19 +6,8 @@ recovered (site.yml rerun -> converged, or rollback.yml -> pre-phase-2 state) an
 no committed row of the pre-phase-2 DBs lost, no write the app acknowledged lost (a writer posts to BLUE
 during the killed run).
 
-The kill is exact: the test callback ``callback_plugins/dbfix_fault.py`` SIGKILLs
-ansible-playbook itself when the next task is about to start after k tasks of
-the role completed. Between kill points the estate is reset from a snapshot of
-its pair dirs (apps stopped, files copied back, apps started), not rebuilt.
-
-``DBFIX_FAULT_POINTS``: ``changes`` (default: after every task that changed
-something in a clean run, and after every task while the apps are quiesced),
-``all`` (every task; slow), or N (every N-th point). The covered kill points are written to
-``bench/results/fault-injection.md``.
-
-The fault-injection tests are split over ``test_fault_injection.py`` (locks, full disk, app failing,
-pm2 daemon killed), ``test_fault_injection_phase2.py`` and ``test_fault_injection_rollback.py`` (the two
-kill sweeps) so pytest-xdist runs them at the same time; shared parts: ``_fault_injection.py``.
+How the kill works, which points are covered (``DBFIX_FAULT_POINTS``) and where the results go: see
+``_fault_injection.py``.
 """
 from __future__ import annotations
 
