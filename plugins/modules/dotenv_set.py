@@ -186,10 +186,24 @@ path:
   returned: always
   type: str
   sample: /srv/app/.env
+sha256:
+  description:
+    - SHA-256 of the file's bytes as this run left them (in check mode, as they are now); empty when the file does not
+      exist.
+    - A checksum of the whole file, never a value; a rollback record compares it with the file later.
+  returned: always
+  type: str
+  sample: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+backup_sha256:
+  description: SHA-256 of the backup copy's bytes (the file as it was before this run).
+  returned: when RV(backup_file) is returned
+  type: str
+  sample: 60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752
 """
 
 import errno
 import grp
+import hashlib
 import os
 import pwd
 import stat
@@ -477,6 +491,7 @@ def run(module):
         backup_file = backup(module, path, target, st, old_bytes) if p['backup'] and exists else None
         if backup_file:
             result['backup_file'] = backup_file
+            result['backup_sha256'] = hashlib.sha256(old_bytes).hexdigest()
         try:
             replace(module, target, exists, new_bytes, (uid, gid, mode))
         except OSError as e:
@@ -484,6 +499,8 @@ def run(module):
             module.fail_json(msg='%s: writing %s failed (%s); %s. The file was left unchanged.'
                                  % (path, target, to_native(e), _advice(e, target)), exception=traceback.format_exc())
 
+    written = changed and not module.check_mode
+    result['sha256'] = hashlib.sha256(new_bytes if written else old_bytes).hexdigest() if (exists or written) else ''
     if exists or not module.check_mode:
         file_args = module.load_file_common_arguments(p, path=target)
         if not exists:

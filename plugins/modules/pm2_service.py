@@ -599,6 +599,13 @@ class Pm2Service:
                 up = min(s['uptime_ms'] for s in sums) / 1000.0
                 if max(up, now - since) >= seconds:
                     return procs
+                # Ask again once the rest of the wait has passed, not every POLL: each `pm2 jlist` is a
+                # Node.js start (~0.3 s of CPU), and the next answer proves the same (same pids, same
+                # restart count, online) for the whole wait.
+                rest = seconds - max(up, now - since)
+                if now <= deadline:
+                    time.sleep(max(0.0, min(rest + 0.05, deadline - time.monotonic())))
+                    continue
             elif ref is not None:
                 self.fail(self._crash_msg(procs, 'it left the online state (%s) %.1f s after coming online' % (', '.join(sorted(statuses)), now - since)))
             if now > deadline:

@@ -78,6 +78,23 @@ def test_symlink_followed_link_kept_mode_kept_backup(tmp_path, envfile):
     assert open(r['backup_file'], 'rb').read() == BASE
 
 
+def test_checksums_of_the_file_left_and_of_the_backup(tmp_path, envfile):
+    """The rollback record takes both checksums from the result (no stat task): they are the sha256 of the bytes."""
+    import hashlib
+    link = tmp_path / 'app' / '.env'
+    link.parent.mkdir()
+    link.symlink_to(envfile)
+    r = run({'path': str(link), 'key': 'A', 'value': 'origin-list', 'backup': True}, check=True)
+    assert r['sha256'] == hashlib.sha256(BASE).hexdigest() and 'backup_sha256' not in r   # check mode: as it is now
+    r = run({'path': str(link), 'key': 'A', 'value': 'origin-list', 'backup': True})
+    assert r['sha256'] == hashlib.sha256(envfile.read_bytes()).hexdigest() != hashlib.sha256(BASE).hexdigest()
+    assert r['backup_sha256'] == hashlib.sha256(open(r['backup_file'], 'rb').read()).hexdigest() == hashlib.sha256(BASE).hexdigest()
+    again = run({'path': str(link), 'key': 'A', 'value': 'origin-list', 'backup': True})
+    assert not again['changed'] and again['sha256'] == r['sha256'] and 'backup_sha256' not in again
+    missing = run({'path': str(tmp_path / 'none.env'), 'key': 'A', 'value': 'origin-list', 'create': True}, check=True)
+    assert missing['sha256'] == ''
+
+
 def test_duplicates_one_definition_left(envfile):
     envfile.write_bytes(b'KEY=one\nOTHER=x\nKEY=two # effective\n')
     r = run({'path': str(envfile), 'key': 'KEY', 'value': 'three'})
