@@ -6,33 +6,16 @@
 
 from __future__ import annotations
 
-import http.client
 import re
-import time
-from urllib.parse import urlsplit
+
+from ansible_collections.bluegreen.dbfix.plugins.module_utils import _http
 
 
 def http_get(url, timeout=5.0):
-    """GET ``url`` on a fresh connection: dict(url, status, body, error). The body is kept to 4 KiB for matching."""
-    parts = urlsplit(url)
-    if parts.scheme not in ('http', 'https') or not parts.hostname:
-        return dict(url=url, status=0, body='', error='not an http(s) URL')
-    cls = http.client.HTTPSConnection if parts.scheme == 'https' else http.client.HTTPConnection
-    path = parts.path or '/'
-    if parts.query:
-        path += '?' + parts.query
-    t0 = time.monotonic()
-    conn = cls(parts.hostname, parts.port, timeout=timeout)
-    try:
-        conn.request('GET', path, headers={'Connection': 'close', 'User-Agent': 'bluegreen.dbfix-promote'})
-        resp = conn.getresponse()
-        body = resp.read(4096).decode('utf-8', 'replace')
-        return dict(url=url, status=resp.status, body=body, error='', ms=round((time.monotonic() - t0) * 1000, 1))
-    except (OSError, http.client.HTTPException, ValueError) as e:
-        return dict(url=url, status=0, body='', error='%s: %s' % (type(e).__name__, e),
-                    ms=round((time.monotonic() - t0) * 1000, 1))
-    finally:
-        conn.close()
+    """GET ``url`` on a fresh connection: dict(url, status, body, error, ms). The body is kept to 4 KiB for matching."""
+    answer = _http.request(url, 'GET', timeout=timeout, user_agent='bluegreen.dbfix-promote')
+    answer.pop('headers', None)
+    return answer
 
 
 def http_verdict(answer, status, body_regex=''):
