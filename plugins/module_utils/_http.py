@@ -29,7 +29,10 @@ def request(url, method='GET', headers=None, timeout=5.0, user_agent='bluegreen.
     sent = {'Connection': 'close', 'User-Agent': user_agent}
     sent.update(headers or {})
     t0 = time.monotonic()
-    ms = lambda: round((time.monotonic() - t0) * 1000, 1)  # noqa: E731
+
+    def ms():
+        return round((time.monotonic() - t0) * 1000, 1)
+
     try:
         conn = cls(parts.hostname, parts.port, timeout=max(0.001, float(timeout)))
     except (OSError, http.client.HTTPException, ValueError) as e:

@@ -56,6 +56,12 @@ options:
     description: List every regular file each process and its children hold open (RV(processes[].open_files)).
     type: bool
     default: true
+  env_keys:
+    description:
+      - Also return the names (never the values) of the variables in the environment pm2 saved for each process, as
+        RV(processes[].env_keys). Off by default, so the environment stays out of results unless asked for.
+    type: bool
+    default: false
 notes:
   - A process of another user can only be inspected as that user or root; such pids are listed in
     RV(processes[].unreadable_pids) rather than guessed.
@@ -120,6 +126,12 @@ processes:
     interpreter:
       description: Interpreter pm2 runs the script with.
       type: str
+    env_keys:
+      description:
+        - Names of the variables in the environment pm2 saved for the process (never their values); only with
+          O(env_keys=true). A name here overrides the app's C(.env) for Node's dotenv.
+      type: list
+      elements: str
     pids:
       description: The process's pid and the pids of all its children.
       type: list
@@ -192,7 +204,7 @@ def jlist(module, pm2, home):
         module.fail_json(msg='cannot read pm2 state (PM2_HOME=%s): %s; run `pm2 jlist` by hand to see what pm2 prints.' % (home, e))
 
 
-def describe(proc, holds, with_files):
+def describe(proc, holds, with_files, with_env_keys=False):
     s = _pm2.summary(proc)
     env = proc.get('pm2_env') or {}
     entry = {
@@ -200,6 +212,8 @@ def describe(proc, holds, with_files):
         'uptime_ms': s['uptime_ms'], 'cwd': env.get('pm_cwd') or '', 'script': env.get('pm_exec_path') or '',
         'interpreter': env.get('exec_interpreter') or '',
     }
+    if with_env_keys:
+        entry['env_keys'] = _pm2.env_names(proc)
     pids = _openfiles.children(s['pid']) if s['pid'] and s['status'] == 'online' else []
     files, unreadable = _openfiles.open_files(pids)
     entry['pids'] = pids
@@ -218,6 +232,7 @@ def main():
             executable=dict(type='str', default='pm2'),
             holds=dict(type='list', elements='path', default=[]),
             open_files=dict(type='bool', default=True),
+            env_keys=dict(type='bool', default=False, no_log=False),
         ),
         supports_check_mode=True,
     )
@@ -231,7 +246,7 @@ def main():
     procs = jlist(module, pm2, home)
     result['daemon_running'] = True
     wanted = set(p['name'])
-    result['processes'] = [describe(proc, p['holds'], p['open_files']) for proc in procs if not wanted or proc.get('name') in wanted]
+    result['processes'] = [describe(proc, p['holds'], p['open_files'], p['env_keys']) for proc in procs if not wanted or proc.get('name') in wanted]
     known = {proc['name'] for proc in result['processes']}
     result['missing'] = [n for n in p['name'] if n not in known]
     module.exit_json(**result)

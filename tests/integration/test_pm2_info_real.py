@@ -90,6 +90,10 @@ def test_app_holding_the_db_is_seen_with_its_facts(home, db):
     st = os.stat(db)
     assert any(f['ino'] == st.st_ino and f['dev'] == st.st_dev for f in proc['open_files'])
     assert SECRET not in json.dumps(r) and 'APP_TOKEN' not in json.dumps(r)  # never the environment
+    # Asked for, the names (never the values) of pm2's saved environment: what would override the app's .env.
+    named = run({'name': ['holder'], 'pm2_home': home, 'executable': PM2, 'open_files': False, 'env_keys': True})
+    assert 'APP_TOKEN' in named['processes'][0]['env_keys'] and SECRET not in json.dumps(named)
+    assert 'open_files' not in named['processes'][0]
 
 
 def test_file_opened_through_a_symlink_is_found_by_inode(home, db, tmp_path):
