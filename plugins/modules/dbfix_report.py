@@ -19,7 +19,7 @@ description:
   - Missing folders of O(dest_dir) are created with mode C(0755); an existing folder keeps its mode and owner.
   - Used by the collection's internal C(_report) role at the end of every playbook. The report holds only names,
     paths, sizes, hashes, counts and timings, never a value from a C(.env) or pm2's environment.
-  - Runs in the controller's own process (an action plugin): no module is executed and no managed host is
+  - Runs in the controller's own process (an action plugin); no module is executed and no managed host is
     contacted.
 author:
   - bluegreen.dbfix contributors (!UNKNOWN)
