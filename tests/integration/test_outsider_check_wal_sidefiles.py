@@ -38,7 +38,7 @@ def estate(tmp_path):
 
 @pytest.mark.xfail(strict=True, reason="plugins/module_utils/_monitor.py _connect_ro opens a closed WAL DB with "
                                        "plain mode=ro, which creates -wal and -shm beside it")
-def test_check_playbook_leaves_no_side_files_beside_a_closed_wal_database(estate):
+def test_check_playbook_leaves_no_side_files_beside_a_closed_wal_database(estate, tmp_path):
     green = estate.hosts["green"]
     estate.pm2("stop", green["name"])
     with contextlib.closing(sqlite3.connect(green["db"])) as c:
@@ -48,7 +48,8 @@ def test_check_playbook_leaves_no_side_files_beside_a_closed_wal_database(estate
     assert before == ["notes.sqlite3"], before
     digest = sha256(green["db"])
 
-    rc, out = estate.playbook("check.yml", log="check")
+    # Its own XDG_DATA_HOME: check.yml ignores dbfix_report_dir (test_outsider_check_report_dir.py).
+    rc, out = estate.playbook("check.yml", log="check", env={"XDG_DATA_HOME": str(tmp_path / "xdg")})
     assert rc == 0, tail(out)
     assert sorted(p.name for p in folder.iterdir()) == before, "check.yml created files beside the app's database"
     assert sha256(green["db"]) == digest
