@@ -52,7 +52,7 @@ options:
     type: str
     required: true
 seealso:
-  - role: bluegreen.dbfix.phase1
+  - module: bluegreen.dbfix.dbfix_state
 """
 
 EXAMPLES = r"""
