@@ -26,10 +26,12 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 
 try:
@@ -133,12 +135,47 @@ def load_settings(path):
 # --------------------------------------------------------------------------- database checks
 
 
+def _size(path):
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None
+
+
 def _connect_ro(path, busy_timeout_ms):
-    # mode=ro: this connection can neither commit nor checkpoint (not even on close).
-    uri = 'file:%s?mode=ro' % path.replace('?', '%3f').replace('#', '%23')
-    conn = sqlite3.connect(uri, uri=True, timeout=busy_timeout_ms / 1000.0, isolation_level=None)
-    conn.execute('PRAGMA query_only=1')
-    return conn
+    """A read-only connection to ``path`` that creates nothing beside it: ``(conn, private_copy_dir or None)``.
+
+    mode=ro: this connection can neither commit nor checkpoint (not even on close). A WAL database that no process
+    has open (its ``-wal``/``-shm`` missing) would still get them created by mode=ro, owned by whoever runs the
+    check - which can lock the app's own user out of its database. So a closed WAL database with no committed
+    frames is read with immutable=1 (the file holds every row), and one with frames but no ``-shm`` (an app that
+    crashed) is copied into a private folder (0700, removed by the caller) and read there.
+    """
+    with open(path, 'rb') as f:
+        head = f.read(20)
+    wal_mode = len(head) == 20 and head[18] == 2 and head[19] == 2
+    wal, shm = _size(path + '-wal'), _size(path + '-shm')
+    tmpdir = None
+    target, params = path, 'mode=ro'
+    if wal_mode and (wal is None or shm is None):
+        if not wal:
+            params = 'mode=ro&immutable=1'
+        else:
+            tmpdir = tempfile.mkdtemp(prefix='dbfix-check-')
+            target = os.path.join(tmpdir, 'db')
+            for suffix in ('', '-wal'):
+                fd = os.open(target + suffix, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, 'wb') as out, open(path + suffix, 'rb') as src:
+                    shutil.copyfileobj(src, out)
+    uri = 'file:%s?%s' % (target.replace('?', '%3f').replace('#', '%23'), params)
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=busy_timeout_ms / 1000.0, isolation_level=None)
+        conn.execute('PRAGMA query_only=1')
+    except sqlite3.Error:
+        if tmpdir:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+        raise
+    return conn, tmpdir
 
 
 def _db_problem(path):
@@ -248,9 +285,10 @@ def db_checks(target, cache):
            target['wal_max_bytes'], target['backup_dir'], target['disk_reserve_bytes'])
     if key not in cache:
         results = {}
+        tmpdir = None
         try:
-            conn = _connect_ro(real, target['busy_timeout_ms'])
-        except sqlite3.Error as e:
+            conn, tmpdir = _connect_ro(real, target['busy_timeout_ms'])
+        except (sqlite3.Error, OSError) as e:
             results = {c: ('fail', 'cannot open %s read-only: %s' % (real, e)) for c in names[:3]}
             conn = None
         if conn is not None:
@@ -266,6 +304,8 @@ def db_checks(target, cache):
                         results[name] = ('fail', 'SQLite says "%s" reading %s' % (e, real))
             finally:
                 conn.close()
+                if tmpdir:
+                    shutil.rmtree(tmpdir, ignore_errors=True)
         results['wal_size'] = check_wal(real, target['wal_max_bytes'])
         results['disk_free'] = check_disk(real, target['backup_dir'], target['disk_reserve_bytes'])
         cache[key] = results

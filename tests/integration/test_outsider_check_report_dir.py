@@ -32,8 +32,6 @@ def estate(tmp_path):
         f.kill()
 
 
-@pytest.mark.xfail(strict=True, reason="roles/monitor/defaults/main.yml: dbfix_monitor_report_dir does not default "
-                                       "to dbfix_report_dir, so check.yml writes to $XDG_DATA_HOME")
 def test_check_playbook_writes_its_table_into_dbfix_report_dir(estate, tmp_path):
     xdg = tmp_path / "xdg"
     rc, out = estate.playbook("check.yml", log="check", env={"XDG_DATA_HOME": str(xdg)})

@@ -36,8 +36,6 @@ def estate(tmp_path):
         f.kill()
 
 
-@pytest.mark.xfail(strict=True, reason="plugins/module_utils/_monitor.py _connect_ro opens a closed WAL DB with "
-                                       "plain mode=ro, which creates -wal and -shm beside it")
 def test_check_playbook_leaves_no_side_files_beside_a_closed_wal_database(estate, tmp_path):
     green = estate.hosts["green"]
     estate.pm2("stop", green["name"])

@@ -56,8 +56,6 @@ def estate(tmp_path, other_user):
                     os.chown(p, 0, 0, follow_symlinks=False)
 
 
-@pytest.mark.xfail(strict=True, reason="roles/rollback/tasks/cors.yml restores the .env with ansible.builtin.copy "
-                                       "(mode: preserve), which does not keep the owner/group")
 def test_cors_rollback_keeps_the_env_owner_and_mode(estate, other_user):
     uid, gid = other_user
     for h in estate.hosts.values():
