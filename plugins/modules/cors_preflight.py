@@ -152,7 +152,9 @@ def main():
     res = run(p)
     if res['problems']:
         module.fail_json(msg='CORS preflight check failed: %s. Check the origins the app reads (its .env) and that it '
-                             'was restarted after they changed.' % '; '.join(res['problems']), **res)
+                             'was restarted after they changed; if this URL does not handle CORS at all, send the preflights '
+                             'to a route that does (the cors role: dbfix_cors_verify_path) or leave the check out '
+                             '(dbfix_cors_verify: false).' % '; '.join(res['problems']), **res)
     module.exit_json(**res)
 
 

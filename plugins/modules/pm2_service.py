@@ -727,8 +727,11 @@ class Pm2Service:
                 last_status = status
                 last = 'HTTP %d, body: %s' % (status, (body or b'')[:300].decode('utf-8', 'replace').strip() or '(empty)')
             if time.monotonic() + 0.01 >= deadline:
-                self.fail('health check of pm2 process %s failed: %s did not answer HTTP %d within %s s; last answer: %s'
-                          % (self.name, url, want, self.p['health_timeout'], _pm2.redact(last, self.all_secrets(self.procs_cached()))),
+                self.fail('health check of pm2 process %s failed: %s did not answer HTTP %d within %s s; last answer: %s. '
+                          'If the app answers its health check with another status (or on another path), set health_status '
+                          '(health_url) to what it answers when healthy; otherwise look at `pm2 logs %s` for why it is not healthy.'
+                          % (self.name, url, want, self.p['health_timeout'], _pm2.redact(last, self.all_secrets(self.procs_cached())),
+                             self.name),
                           health={'status': last_status, 'elapsed_ms': int(elapsed * 1000)})
             delay = min(0.5, delay * 1.5)
             # leave 10 ms for the next attempt rather than waking up exactly at the deadline

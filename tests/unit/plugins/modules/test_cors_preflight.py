@@ -64,7 +64,7 @@ def test_an_app_that_honours_its_list_passes_in_one_run_also_in_check_mode(app):
 ], indirect=['app'])
 def test_wrong_answers_fail_naming_the_url_the_origin_and_the_header(app, words):
     r = run({'url': app, 'allowed_origins': ALLOWED})
-    assert r['failed'] and app in r['msg'] and 'restarted after they changed' in r['msg'], r
+    assert r['failed'] and app in r['msg'] and 'restarted after they changed' in r['msg'] and 'dbfix_cors_verify_path' in r['msg'], r
     for w in words:
         assert w in r['msg'], r['msg']
 
