@@ -88,6 +88,14 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def pm2_version() -> str:
+    """pm2's version from its package.json: `pm2 --version` would spawn a God Daemon in ~/.pm2 and leave it running."""
+    try:
+        return json.loads((PM2.resolve().parents[1] / "package.json").read_text(encoding="utf-8"))["version"]
+    except (OSError, ValueError, KeyError):
+        return "?"
+
+
 def machine_info() -> dict:
     """What the figures were measured on."""
     def out(cmd: list[str]) -> str:
@@ -108,7 +116,7 @@ def machine_info() -> dict:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "node": out(["node", "--version"]),
-        "pm2": out([str(PM2), "--version"]).splitlines()[-1:] and out([str(PM2), "--version"]).splitlines()[-1],
+        "pm2": pm2_version(),
         "ansible_core": ansible[0] if ansible else "?",
         "loadavg": " ".join(Path("/proc/loadavg").read_text(encoding="ascii").split()[:3]),
     }
