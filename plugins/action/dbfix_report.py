@@ -11,10 +11,12 @@ The report is the controller's file: it is written here, in the controller's pro
 from __future__ import annotations
 
 import os
-import tempfile
 
 from ansible.module_utils.common.text.converters import to_bytes, to_text
 from ansible.plugins.action import ActionBase
+
+from ansible_collections.bluegreen.dbfix.plugins.module_utils import _atomic
+from ansible_collections.bluegreen.dbfix.plugins.module_utils._errors import DbfixError
 
 SPEC = dict(
     dest_dir=dict(type='str', required=True),
@@ -25,22 +27,8 @@ SPEC = dict(
 
 
 def write_file(path, text):
-    """Write ``text`` to ``path`` atomically (a temporary file in the same folder, renamed over it), mode 0644."""
-    folder = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(path), dir=folder)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(to_bytes(text, errors='surrogate_or_strict'))
-            f.flush()
-            os.fchmod(f.fileno(), 0o644)
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Write ``text`` to ``path`` atomically with mode 0644 (the collection's one atomic file helper)."""
+    _atomic.write_file(path, to_bytes(text, errors='surrogate_or_strict'), mode=0o644)
 
 
 class ActionModule(ActionBase):
@@ -66,7 +54,7 @@ class ActionModule(ActionBase):
                 raise NotADirectoryError('%s is not a folder' % folder)
             write_file(paths[0], p['json_text'] if p['json_text'].endswith('\n') else p['json_text'] + '\n')
             write_file(paths[1], p['markdown'])
-        except OSError as e:
+        except (OSError, DbfixError) as e:
             return dict(result, failed=True, changed=False, files=[],
                         msg='cannot write the run report into %s: %s. Set dbfix_report_dir to a folder this controller '
                             'user can write (the managed hosts were not touched by this step).' % (folder, to_text(e)))
