@@ -4,9 +4,9 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-# This file holds the documentation only: the work is done by the action plugin
-# of the same name (plugins/action/shared_db_switch.py), which runs this
-# collection's modules on the managed host.
+# The work is in plugins/module_utils/_switch.py; the action plugin of the same
+# name (plugins/action/shared_db_switch.py) only hands this module the
+# module_defaults of the modules a step runs.
 
 from __future__ import annotations
 
@@ -18,10 +18,12 @@ version_added: "1.1.0"
 description:
   - Does one step of phase 2's switch window on one host, as one task, with named options and named results. Between
     stopping an app and its health being back every task is downtime, so each step runs this collection's modules
-    back to back (M(bluegreen.dbfix.pm2_info), M(bluegreen.dbfix.pm2_service), M(bluegreen.dbfix.sqlite_backup),
-    M(bluegreen.dbfix.sqlite_info), M(bluegreen.dbfix.shared_db_link) and M(bluegreen.dbfix.dbfix_state)).
+    back to back in ONE process on the managed host (M(bluegreen.dbfix.pm2_info), M(bluegreen.dbfix.pm2_service),
+    M(bluegreen.dbfix.sqlite_backup), M(bluegreen.dbfix.sqlite_info), M(bluegreen.dbfix.shared_db_link) and
+    M(bluegreen.dbfix.dbfix_state)), each with its own argument checks, as if it were its own task.
   - Every one of those module calls gets the C(module_defaults) set for it (by its name or through the
-    C(group/bluegreen.dbfix.dbfix) action group), as if it were its own task.
+    C(group/bluegreen.dbfix.dbfix) action group), as if it were its own task; the action plugin of this module
+    resolves them on the controller and passes them as O(sub_defaults).
   - O(step=quiesce) checks that the app is online, stops it, and then, on the O(role=base) host, moves an unused old
     shared database aside (O(aside)), seeds the shared database from the now quiet database (unless
     O(already_linked)) and links the app's database to it; on the O(role=other) host it re-checks the now quiet
@@ -32,6 +34,10 @@ description:
     and none of the copies it must not use (its C(.OLD) file, O(forbid_open)). An app that holds no database file yet
     (it opens it lazily) is reported as such (C(lazy) in RV(open)) with a warning, not failed. Then it optionally
     backs up the new shared database (O(restore_point)) and records the switch in the state file (O(record)).
+  - O(step=switch) is O(step=quiesce) followed by O(step=activate) in the same process: the base host's whole window
+    from stopping its app to its health being back, with no task (and no wait for the other host) inside it. The
+    bluegreen.dbfix.phase2 role quiesces the other color first (stop, re-check), then switches the base, then
+    activates the other color.
   - O(step=verify) makes sure the app is started and healthy and proves which database it holds, changing nothing
     when it already runs.
   - O(step=undo) puts the app's own database back from its C(.OLD) file when O(unlink=true) (stopping the app first),
@@ -59,7 +65,7 @@ options:
     description: Which step to run.
     type: str
     required: true
-    choices: [quiesce, activate, undo, verify]
+    choices: [quiesce, activate, switch, undo, verify]
   role:
     description: Whether this host's database becomes the shared one (C(base)) or is replaced by it (C(other)).
     type: str
@@ -170,7 +176,7 @@ options:
     type: bool
     default: false
   restore_point:
-    description: With O(step=activate) and O(role=base), back up the new shared database once the app is healthy.
+    description: With O(step=activate) or O(step=switch) and O(role=base), back up the new shared database once the app is healthy.
     type: dict
     suboptions:
       dest_dir:
@@ -188,7 +194,7 @@ options:
         default: quick
   record:
     description:
-      - With O(step=activate), record the switch in the host's state file (read by the rollback role) when this run
+      - With O(step=activate) or O(step=switch), record the switch in the host's state file (read by the rollback role) when this run
         linked the database.
       - With O(step=undo), remove that record again once the database was put back.
     type: dict
@@ -209,6 +215,13 @@ options:
         description: Host fact to publish the resulting state as; empty publishes none.
         type: str
         default: ''
+  sub_defaults:
+    description:
+      - Default options of the modules a step runs, by module name (C(pm2_info), C(pm2_service), C(sqlite_backup),
+        C(sqlite_info), C(shared_db_link), C(dbfix_state)); the step's own options win.
+      - Set by the action plugin from the task's C(module_defaults); there is no need to set it by hand.
+    type: dict
+    default: {}
 notes:
   - Reading another user's C(/proc/PID/fd) needs root or that user; a step that cannot prove which database the app
     holds fails rather than guess.
@@ -230,6 +243,19 @@ EXAMPLES = r"""
       script: server.js
       cwd: /home/ubuntu/TimeTracking-Clean/server
   register: quiesce
+
+- name: Switch the base host - stop, seed, link, start through the health gate, prove, in one process
+  bluegreen.dbfix.shared_db_switch:
+    step: switch
+    role: base
+    db_path: /home/ubuntu/TimeTracking-BLUE/server/database.db
+    shared_db: /home/ubuntu/database-shared.db
+    pm2:
+      name: timetracking-blue
+      script: server.js
+      cwd: /home/ubuntu/TimeTracking-BLUE/server
+    health:
+      url: http://127.0.0.1:3000/api/health
 
 - name: Activate - link, start through the health gate, prove the shared DB is open
   bluegreen.dbfix.shared_db_switch:
@@ -254,16 +280,16 @@ role:
   type: str
 executed:
   description: What was done, in order (module name, then what).
-  returned: always
+  returned: when a step did something
   type: list
   elements: str
 stopped:
   description: The app's pm2 status after stopping it (C(status), C(changed)).
-  returned: when O(step=quiesce) or O(step=undo) with O(unlink=true)
+  returned: when O(step=quiesce), O(step=switch), or O(step=undo) with O(unlink=true)
   type: dict
 stopped_at:
-  description: Controller time (epoch seconds) when the app was stopped.
-  returned: when O(step=quiesce)
+  description: Time on the managed host (epoch seconds) when the app was stopped.
+  returned: when O(step=quiesce) or O(step=switch)
   type: float
 aside:
   description: Where an unused old shared database was moved.
@@ -271,7 +297,7 @@ aside:
   type: str
 seeded:
   description: The seed of the shared database (C(file), C(size), C(sha256), C(duration_ms)).
-  returned: when O(step=quiesce), O(role=base) and not O(already_linked)
+  returned: when O(step=quiesce) or O(step=switch), O(role=base) and not O(already_linked)
   type: dict
 recheck:
   description: The re-check of the quiet database (C(compared_with), C(lost_tables)).
@@ -283,10 +309,10 @@ linked:
   type: dict
 started:
   description: The start (C(status), C(pid), C(changed), C(health) with C(status) and C(elapsed_ms)).
-  returned: when O(step) is activate, verify or undo
+  returned: when O(step) is activate, switch, verify or undo
   type: dict
 healthy_at:
-  description: Controller time (epoch seconds) when the health gate passed.
+  description: Time on the managed host (epoch seconds) when the health gate passed.
   returned: when the app is healthy
   type: float
 open:
@@ -295,7 +321,7 @@ open:
     - C(state) is C(shared) (it holds the shared database), C(lazy) (it holds no database yet), C(other) (it holds a
       forbidden copy) or C(unknown) (its fds could not be read).
     - C(pids), C(shared_pids), C(forbidden) (path to pids) and C(unreadable_pids) say which processes were looked at.
-  returned: when O(step) is activate or verify
+  returned: when O(step) is activate, switch or verify
   type: dict
 restore_point:
   description: The backup of the new shared database (C(file), C(size), C(sha256), C(made)).
@@ -310,3 +336,15 @@ unlinked:
   returned: when O(step=undo)
   type: dict
 """
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.bluegreen.dbfix.plugins.module_utils._switch import SPEC, run
+
+
+def main():
+    run(AnsibleModule(argument_spec=SPEC, supports_check_mode=True))
+
+
+if __name__ == '__main__':
+    main()

@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.bluegreen.dbfix.plugins.module_utils import _fsinfo
+from ansible_collections.bluegreen.dbfix.plugins.module_utils._sharedfile import can_access
 from ansible_collections.bluegreen.dbfix.plugins.modules import shared_db_link
 
 # --------------------------------------------------------------------------- helpers
@@ -579,9 +580,9 @@ def test_app_user_in_group_may_write(estate):
 def test_can_access_uses_one_class_only():
     # Owner without write but other with write: the owner is refused, as by the kernel.
     st = os.stat_result((stat.S_IFDIR | 0o507, 0, 0, 0, 10, 20, 0, 0, 0, 0))
-    assert not shared_db_link.can_access(10, {20}, st, 2)
-    assert shared_db_link.can_access(11, {21}, st, 2 | 1)
-    assert shared_db_link.can_access(0, set(), st, 7)
+    assert not can_access(10, {20}, st, 2)
+    assert can_access(11, {21}, st, 2 | 1)
+    assert can_access(0, set(), st, 7)
 
 
 # --------------------------------------------------------------------------- failures inside the switch

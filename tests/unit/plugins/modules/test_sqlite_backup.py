@@ -17,6 +17,7 @@ import time
 
 import pytest
 
+from ansible_collections.bluegreen.dbfix.plugins.module_utils import _sqlite
 from ansible_collections.bluegreen.dbfix.plugins.modules import sqlite_backup
 from ansible_collections.bluegreen.dbfix.tests._fsfaults import tmpfs, tree
 from ansible_collections.bluegreen.dbfix.tests.unit.plugins.modules._modrun import module_runner, run_module
@@ -203,7 +204,7 @@ def test_same_timestamp_rerun_is_unchanged_but_never_overwrites_other_content(tm
         assert run({'path': db, 'timestamp': TS})['backup_file'] == r['backup_file']  # found again, unchanged
     now = tree(tmp_path, meta=True)
     assert all(now[k] == v for k, v in first.items() if k.startswith('database.db.backup.'))
-    listed = sqlite_backup.S.list_backups(str(tmp_path), 'database.db')
+    listed = _sqlite.list_backups(str(tmp_path), 'database.db')
     assert listed == names[::-1]
     # a fixed dest is never replaced either
     dest = str(tmp_path / 'fixed.db')
