@@ -133,10 +133,11 @@ class Switch:
     def _call(self, name, args, what):
         params = dict(self._defaults.get(name) or {})
         params.update(_clean(args))
+        t0 = time.monotonic()
         res = _inproc.call(self.module, MODULES[name], params)
         if res.get('changed'):
             self._res['changed'] = True
-        self._res.setdefault('executed', []).append(name + ': ' + what)
+        self._res.setdefault('executed', []).append('%s: %s (%.2f s)' % (name, what, time.monotonic() - t0))
         if res.get('failed'):
             raise StepFailed('%s failed: %s' % (what, res.get('msg') or 'no message'))
         return res

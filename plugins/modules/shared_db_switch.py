@@ -279,7 +279,7 @@ role:
   returned: always
   type: str
 executed:
-  description: What was done, in order (module name, then what).
+  description: What was done, in order (module name, what, and how many seconds it took).
   returned: when a step did something
   type: list
   elements: str
