@@ -35,6 +35,10 @@ class ActionModule(ActionBase):
         result = super().run(tmp, task_vars)
         del tmp
         args = dict(self._task.args)
+        if self._task.check_mode:
+            result.update(changed=False, step=args.get('step'), role=args.get('role', 'other'),
+                          msg='check mode: the %s step stops, links and starts apps, so it did nothing' % args.get('step'))
+            return result
         subs = {}
         for name in MODULES:
             defaults = _with_defaults(PREFIX + name, self._task, {}, self._templar)

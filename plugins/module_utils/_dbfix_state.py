@@ -77,6 +77,7 @@ def where(db_path, shared_db):
         'dev': lst.st_dev if lst else None,
     }
 
+
 MODULE_KWARGS = dict(
     argument_spec=dict(
         path=dict(type='path', required=True),

@@ -63,6 +63,7 @@ def describe(proc, holds, with_files, with_env_keys=False):
         entry['open_files'] = files
     return entry
 
+
 MODULE_KWARGS = dict(
     argument_spec=dict(
         name=dict(type='list', elements='str', default=[]),

@@ -636,6 +636,7 @@ class Pm2Service:
             res['health'] = health
         return res
 
+
 MODULE_KWARGS = dict(
     argument_spec=dict(
         name=dict(type='str', required=True),

@@ -460,6 +460,7 @@ class SharedDbLink:
             self.unlinked()
         return self.result
 
+
 MODULE_KWARGS = dict(
     argument_spec=dict(
         path=dict(type='path', required=True),

@@ -469,6 +469,7 @@ def _move_side_files(target, aside):
         os.unlink(target + '-shm')
     return moved
 
+
 MODULE_KWARGS = dict(
     argument_spec=dict(
         path=dict(type='path', required=True),

@@ -255,6 +255,7 @@ def gather(module):
     result.update(facts)
     module.exit_json(**result)
 
+
 MODULE_KWARGS = dict(
     argument_spec=dict(
         path=dict(type='path', required=True),

@@ -84,11 +84,8 @@ class StepFailed(Exception):
 
 
 def run(module):
-    """The module's work: one step, or in check mode a note that it would stop, link and start apps."""
+    """The module's work: one step (check mode never reaches the module: the action answers it)."""
     p = module.params
-    if module.check_mode:
-        module.exit_json(changed=False, step=p['step'], role=p['role'],
-                         msg='check mode: the %s step stops, links and starts apps, so it did nothing' % p['step'])
     # Validate the module_defaults meant for the modules a step runs before anything is done (and note their
     # no_log values, so this result masks them too).
     for name, params in sorted((p['sub_defaults'] or {}).items()):

@@ -34,7 +34,7 @@ description:
     and none of the copies it must not use (its C(.OLD) file, O(forbid_open)). An app that holds no database file yet
     (it opens it lazily) is reported as such (C(lazy) in RV(open)) with a warning, not failed. Then it optionally
     backs up the new shared database (O(restore_point)) and records the switch in the state file (O(record)).
-  - O(step=switch) is O(step=quiesce) followed by O(step=activate) in the same process: the base host's whole window
+  - O(step=switch) is O(step=quiesce) followed by O(step=activate) in the same process, the base host's whole window
     from stopping its app to its health being back, with no task (and no wait for the other host) inside it. The
     bluegreen.dbfix.phase2 role quiesces the other color first (stop, re-check), then switches the base, then
     activates the other color.
@@ -343,7 +343,7 @@ from ansible_collections.bluegreen.dbfix.plugins.module_utils._switch import SPE
 
 
 def main():
-    run(AnsibleModule(argument_spec=SPEC, supports_check_mode=True))
+    run(AnsibleModule(argument_spec=SPEC))
 
 
 if __name__ == '__main__':

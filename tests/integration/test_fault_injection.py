@@ -106,8 +106,9 @@ def test_app_failing_to_start_after_switch_rolls_back(fx, tmp_path):
     """BLUE's port is taken by another process exactly when phase 2 starts BLUE on the shared DB.
 
     The squatter (a listening socket that never answers) lives in a helper process
-    started by the test callback at the task that starts the app on the shared DB and
-    stopped when the rescue begins, so the failure is real (EADDRINUSE, pm2
+    started by the test callback when the task that switches the base (stop, seed, link,
+    start) begins; it binds the port the moment BLUE's stop frees it, and is stopped
+    when the rescue begins, so the failure is real (EADDRINUSE, pm2
     restarts the crashing app, the health gate times out) and the rollback's
     restart can succeed.
     """
@@ -119,7 +120,7 @@ def test_app_failing_to_start_after_switch_rolls_back(fx, tmp_path):
         "ANSIBLE_CALLBACK_PLUGINS": str(Path(__file__).resolve().parent / "callback_plugins"),
         "ANSIBLE_CALLBACKS_ENABLED": "dbfix_fault",
         "DBFIX_FAULT_ACTION": f"squat:{blue.port}",
-        "DBFIX_FAULT_AT_TASK": "start the app on the shared DB",
+        "DBFIX_FAULT_AT_TASK": "Switch the base",
         "DBFIX_FAULT_RELEASE_AT": "phase 2 failed",
         "DBFIX_FAULT_TRACE": str(tmp_path / "trace.jsonl"),
     }

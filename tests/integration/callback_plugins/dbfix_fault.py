@@ -15,8 +15,8 @@ Used by tests/integration/test_fault_injection*.py (set-up in _fault_injection.p
   ``$PM2_HOME``, then carry on).
 - ``DBFIX_FAULT_ACTION=squat:PORT`` with ``DBFIX_FAULT_AT_TASK`` (substring of a
   task name, case-insensitive) and ``DBFIX_FAULT_RELEASE_AT``: when the first task matching
-  AT_TASK starts, a helper process binds 127.0.0.1:PORT and listens without ever
-  answering (the app's port is taken); it is stopped when a task matching
+  AT_TASK starts, a helper process binds 127.0.0.1:PORT as soon as it is free and listens
+  without ever answering (the app's port is taken); it is stopped when a task matching
   RELEASE_AT starts, or at the end of the run.
 - ``DBFIX_FAULT_TRACE``: file; every task start is appended as a JSON line
   ``{"role", "name", "n"}`` (and every changed result as ``{"changed": task}``)
@@ -84,16 +84,22 @@ class CallbackModule(CallbackBase):
             fh.write(json.dumps(entry) + "\n")
 
     def _squat(self, port):
+        # Binds as soon as the port is free (the task may stop the app that holds it first), for at most 120 s.
         code = ("import socket, sys, time\n"
                 "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
-                "s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(64)\n"
-                "print('bound', flush=True)\n"
+                "end = time.monotonic() + 120\n"
+                "while True:\n"
+                "    try:\n"
+                "        s.bind(('127.0.0.1', int(sys.argv[1]))); break\n"
+                "    except OSError:\n"
+                "        if time.monotonic() > end: raise\n"
+                "        time.sleep(0.005)\n"
+                "s.listen(64)\n"
                 "time.sleep(600)\n")
-        proc = subprocess.Popen([sys.executable, "-c", code, str(port)], stdout=subprocess.PIPE, text=True)
-        line = proc.stdout.readline().strip()
+        proc = subprocess.Popen([sys.executable, "-c", code, str(port)])
         self._squatter = proc
         if self._trace:
-            self._log({"fault": "squat", "port": port, "bound": line == "bound", "pid": proc.pid})
+            self._log({"fault": "squat", "port": port, "pid": proc.pid})
 
     def _release(self):
         if self._squatter is not None:
