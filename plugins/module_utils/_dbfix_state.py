@@ -12,7 +12,6 @@ import copy
 import json
 import os
 
-
 from ansible_collections.bluegreen.dbfix.plugins.module_utils._atomic import write_file
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 
-
 from ansible_collections.bluegreen.dbfix.plugins.module_utils import _openfiles, _pm2
 
 

@@ -14,7 +14,6 @@ import pwd
 import stat
 import time
 
-
 from ansible_collections.bluegreen.dbfix.plugins.module_utils import _atomic as A
 from ansible_collections.bluegreen.dbfix.plugins.module_utils import _snapshot as SN
 from ansible_collections.bluegreen.dbfix.plugins.module_utils import _sqlite as S

@@ -12,7 +12,6 @@ import math
 import os
 import sqlite3
 
-
 from ansible_collections.bluegreen.dbfix.plugins.module_utils import _sqlite as S
 from ansible_collections.bluegreen.dbfix.plugins.module_utils import _sqlite_compare as C
 

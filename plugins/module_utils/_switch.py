@@ -16,9 +16,16 @@ from __future__ import annotations
 import os
 import time
 
-from ansible_collections.bluegreen.dbfix.plugins.module_utils import _inproc, _plan
-from ansible_collections.bluegreen.dbfix.plugins.module_utils import _dbfix_state, _pm2_info, _pm2_service
-from ansible_collections.bluegreen.dbfix.plugins.module_utils import _shared_db_link, _sqlite_backup, _sqlite_info
+from ansible_collections.bluegreen.dbfix.plugins.module_utils import (
+    _dbfix_state,
+    _inproc,
+    _plan,
+    _pm2_info,
+    _pm2_service,
+    _shared_db_link,
+    _sqlite_backup,
+    _sqlite_info,
+)
 
 # The modules a step runs, by name (the names module_defaults and sub_defaults use).
 MODULES = {
