@@ -163,10 +163,15 @@ def _connect_ro(path, busy_timeout_ms):
         else:
             tmpdir = tempfile.mkdtemp(prefix='dbfix-check-')
             target = os.path.join(tmpdir, 'db')
-            for suffix in ('', '-wal'):
-                fd = os.open(target + suffix, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, 'wb') as out, open(path + suffix, 'rb') as src:
-                    shutil.copyfileobj(src, out)
+            try:
+                for suffix in ('', '-wal'):
+                    fd = os.open(target + suffix, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                    with os.fdopen(fd, 'wb') as out, open(path + suffix, 'rb') as src:
+                        shutil.copyfileobj(src, out)
+            except OSError:
+                # a copy cut short (disk full, the -wal gone meanwhile) is not left behind
+                shutil.rmtree(tmpdir, ignore_errors=True)
+                raise
     uri = 'file:%s?%s' % (target.replace('?', '%3f').replace('#', '%23'), params)
     try:
         conn = sqlite3.connect(uri, uri=True, timeout=busy_timeout_ms / 1000.0, isolation_level=None)

@@ -18,6 +18,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -536,3 +537,38 @@ def test_checker_main_exit_codes(pair, tmp_path, capsys, idle_pid):
     assert 'bad.json cannot be read' in capsys.readouterr().err
     assert MON.main(['--config', str(tmp_path / 'missing.json')]) == 2
     assert MON.main(['--bogus']) == 2
+
+
+def test_private_copy_cut_short_by_a_full_disk_leaves_no_folder(tmp_path, monkeypatch):
+    """A crashed app's WAL DB (frames, no -shm) is read from a private copy; a full temp filesystem fails that
+    copy, and the half-made 0700 folder is removed, not left behind in the temp folder."""
+    live = tmp_path / 'live'
+    live.mkdir()
+    app = sqlite3.connect(live / 'database.db')
+    app.execute('PRAGMA journal_mode=wal')
+    app.execute('PRAGMA wal_autocheckpoint=0')
+    app.execute('CREATE TABLE t (x TEXT)')
+    app.executemany('INSERT INTO t VALUES (?)', [('x' * 500,)] * 200)
+    app.commit()
+    crashed = tmp_path / 'crashed'
+    crashed.mkdir()
+    for suffix in ('', '-wal'):      # what a crash leaves: the DB and its frames, no -shm
+        shutil.copyfile(str(live / 'database.db') + suffix, str(crashed / 'database.db') + suffix)
+    app.close()
+    db = str(crashed / 'database.db')
+    assert os.path.getsize(db + '-wal') > 0 and not os.path.exists(db + '-shm')
+    with tmpfs(tmp_path / 'tmp', 'size=1m') as tmp:
+        monkeypatch.setattr(tempfile, 'tempdir', str(tmp))
+        fill(tmp)
+        with pytest.raises(OSError):
+            MON._connect_ro(db, 1000)
+        assert sorted(p.name for p in tmp.iterdir()) == ['filler']
+        os.unlink(tmp / 'filler')
+        conn, private = MON._connect_ro(db, 1000)   # with room, the same DB is read from its copy
+        try:
+            assert conn.execute('SELECT count(*) FROM t').fetchone()[0] == 200
+            assert private and os.path.dirname(private) == str(tmp)
+        finally:
+            conn.close()
+            shutil.rmtree(private)
+    assert sorted(p.name for p in crashed.iterdir()) == ['database.db', 'database.db-wal']
