@@ -191,11 +191,14 @@ sha256:
     - SHA-256 of the file's bytes as this run left them (in check mode, as they are now); empty when the file does not
       exist.
     - A checksum of the whole file, never a value; a rollback record compares it with the file later.
+    - Like every string of a task result, Ansible masks in it any text equal to a O(value) (which is C(no_log)): a
+      value of one or two hex characters (for example V(1)) can turn parts of the digest into C(********). Compute
+      the checksum of such a file with M(ansible.builtin.stat) instead.
   returned: always
   type: str
   sample: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
 backup_sha256:
-  description: SHA-256 of the backup copy's bytes (the file as it was before this run).
+  description: SHA-256 of the backup copy's bytes (the file as it was before this run); masked like RV(sha256).
   returned: when RV(backup_file) is returned
   type: str
   sample: 60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752

@@ -6,6 +6,8 @@
   apps still serving.
 * The app failing to start after the switch (its port taken by another
   process): phase 2 rolls back by itself.
+* A row landing in the other color after the analysis: its quiet re-check refuses
+  before the base is touched.
 * A full disk (a real tmpfs filled to its last block) where phase 2 writes its
   backups: clear failure before any switch, no partial file, nothing changed.
 * pm2's daemon SIGKILLed in the middle of phase 2: a rerun converges.
@@ -67,6 +69,47 @@ def test_locked_db_during_phase2_fails_clearly_and_changes_nothing(fx):
     assert str(blue.db_path) in out, "the failure does not name the DB"
     assert str(pid) in out, f"the failure does not name the process holding the DB (pid {pid})"
     assert after == before, f"files changed although phase 2 failed: {before} -> {after}"
+    estate.wait_healthy(timeout=30)
+    for h in estate.hosts:
+        status, body = h.health()
+        assert status == 200 and body["db"] == str(h.db_path), f"{h.name} not back on its own DB: {status} {body}"
+
+
+# --------------------------------------------------------------------------- a row lands in the other color after the analysis
+
+
+def test_row_landing_in_the_other_color_after_the_analysis_refuses_and_blue_keeps_serving(fx, tmp_path):
+    """GREEN's app (the color that is not the base) takes a new row after phase 2's backups and plan, right when
+    its quiesce starts: the quiet re-check finds a row the base's copy lacks and refuses, naming the table. The
+    other color goes first, so BLUE (the base) is never stopped (same pid), nothing is linked, and GREEN is
+    started again on its own DB, which still holds the new row."""
+    estate = fx["estate"]
+    H.restore(estate, "pre_phase2")
+    blue, green = estate.host(1, "blue"), estate.host(1, "green")
+    before = app_files(estate)
+    pid_before = {p["name"]: p["pid"] for p in estate.pm2_jlist()}
+    note = "landed-after-the-analysis"
+    env = {
+        "ANSIBLE_CALLBACK_PLUGINS": str(Path(__file__).resolve().parent / "callback_plugins"),
+        "ANSIBLE_CALLBACKS_ENABLED": "dbfix_fault",
+        "DBFIX_FAULT_ACTION": f"sql:{green.db_path}",
+        "DBFIX_FAULT_SQL": ("INSERT INTO time_entries (user_id, started_at, minutes, note, created_at) "
+                            f"VALUES (1, '2026-12-01T07:00:00Z', 5, '{note}', '2026-12-01T07:00:00Z')"),
+        "DBFIX_FAULT_AT_TASK": "Quiesce the other color",
+        "DBFIX_FAULT_TRACE": str(tmp_path / "trace.jsonl"),
+    }
+    run = estate.playbook("phase2.yml", extra_vars=FAST, env=env, log_name="phase2-landed")
+    out = run.text()
+    assert '"fault": "sql"' in (tmp_path / "trace.jsonl").read_text(encoding="utf-8"), f"the row was never written: {run.tail()}"
+    assert run.rc != 0, "phase 2 switched although GREEN took a row the base's copy lacks"
+    assert "time_entries" in out and "would lose them" in out, f"the refusal does not name the table:\n{run.tail()}"
+    after = app_files(estate)
+    assert after[blue.name] == before[blue.name], f"BLUE's files changed: {before} -> {after}"
+    assert after[green.name]["env"] == before[green.name]["env"], f"GREEN's .env changed: {before} -> {after}"
+    assert not blue.db_path.is_symlink() and not green.db_path.is_symlink()
+    assert note in H.notes_in(green.db_path, note), "GREEN's own DB lost the row it took"
+    pid_after = {p["name"]: p["pid"] for p in estate.pm2_jlist()}
+    assert pid_after[blue.pm2_name] == pid_before[blue.pm2_name], "BLUE was stopped although the other color refused first"
     estate.wait_healthy(timeout=30)
     for h in estate.hosts:
         status, body = h.health()

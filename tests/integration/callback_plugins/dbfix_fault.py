@@ -18,6 +18,9 @@ Used by tests/integration/test_fault_injection*.py (set-up in _fault_injection.p
   AT_TASK starts, a helper process binds 127.0.0.1:PORT as soon as it is free and listens
   without ever answering (the app's port is taken); it is stopped when a task matching
   RELEASE_AT starts, or at the end of the run.
+- ``DBFIX_FAULT_ACTION=sql:DB`` with ``DBFIX_FAULT_SQL`` and ``DBFIX_FAULT_AT_TASK``: when the first
+  task matching AT_TASK starts, the statement is committed to the SQLite file DB (another writer on
+  the app's live database, at exactly that point of the run).
 - ``DBFIX_FAULT_TRACE``: file; every task start is appended as a JSON line
   ``{"role", "name", "n"}`` (and every changed result as ``{"changed": task}``)
   so a clean run enumerates the kill points and which tasks change something.
@@ -37,6 +40,7 @@ requirements:
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 
@@ -101,6 +105,16 @@ class CallbackModule(CallbackBase):
         if self._trace:
             self._log({"fault": "squat", "port": port, "pid": proc.pid})
 
+    def _sql(self, db, statement):
+        conn = sqlite3.connect(db, timeout=10)
+        try:
+            with conn:
+                conn.execute(statement)
+        finally:
+            conn.close()
+        if self._trace:
+            self._log({"fault": "sql", "db": db})
+
     def _release(self):
         if self._squatter is not None:
             self._squatter.kill()
@@ -112,7 +126,11 @@ class CallbackModule(CallbackBase):
     def _start(self, task):
         name = task.get_name()
         lname = name.lower()
-        if self._action.startswith("squat:"):
+        if self._action.startswith("sql:"):
+            if not self._fired and self._at_task and self._at_task in lname:
+                self._fired = True
+                self._sql(self._action.split(":", 1)[1], os.environ["DBFIX_FAULT_SQL"])
+        elif self._action.startswith("squat:"):
             if self._squatter is not None and self._release_at and self._release_at in lname:
                 self._release()
             elif not self._fired and self._at_task and self._at_task in lname:
@@ -145,11 +163,11 @@ class CallbackModule(CallbackBase):
             self._log({"changed": result._task.get_name(), "host": result._host.get_name()})
 
     def v2_playbook_on_play_start(self, play):
-        if not self._action.startswith("squat:"):
+        if not self._action.startswith(("squat:", "sql:")):
             self._fire()
 
     def v2_playbook_on_stats(self, stats):
         if self._action.startswith("squat:"):
             self._release()
-        else:
+        elif not self._action.startswith("sql:"):
             self._fire()
