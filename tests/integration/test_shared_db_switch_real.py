@@ -142,3 +142,39 @@ def test_abort_reason_does_nothing(tmp_path, home):
                    'abort')
     assert r['failed'] and 'peer failed' in r['msg'] and 'executed' not in r
     assert sha(db) == before and not shared.exists()
+
+
+def test_switch_step_moves_an_old_shared_db_aside_with_its_wal(tmp_path, home):
+    """step=switch (the base's whole window in one task): an unused old shared DB whose last writer left a -wal is
+    moved aside WITH that -wal (a stale -wal left beside the newly seeded DB would be replayed into it); then
+    seeded, linked, started, proven. An aside name that is taken fails naming it."""
+    port = free_port()
+    db, shared, start = app(tmp_path, 'hold', port)
+    old_dir = tmp_path / 'old'
+    old_dir.mkdir()
+    writer = sqlite3.connect(old_dir / 'shared.db')
+    writer.execute('PRAGMA journal_mode=wal')
+    writer.execute('PRAGMA wal_autocheckpoint=0')
+    writer.execute('CREATE TABLE old_things (x)')
+    writer.execute("INSERT INTO old_things VALUES ('stale')")
+    writer.commit()
+    for suffix in ('', '-wal'):   # what a writer that died leaves: the DB and its frames
+        shutil.copyfile(str(old_dir / 'shared.db') + suffix, str(shared) + suffix)
+    writer.close()
+    wal_sha = sha(str(shared) + '-wal')
+    aside = str(shared) + '.aside.1'
+    res, r = play(tmp_path, home, [start, step(db, shared, port, step='switch', role='base', aside=aside)], 'aside')
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+    assert r['aside'] == aside and sha(aside + '-wal') == wal_sha
+    assert any(e.startswith('rename: move the unused shared DB aside') for e in r['executed'])
+    with sqlite3.connect('file:%s?mode=ro' % shared, uri=True) as c:
+        assert [t for (t,) in c.execute("SELECT name FROM sqlite_master WHERE type='table'")] == ['things']
+    c.close()
+    assert os.path.realpath(db) == str(shared) and r['open']['state'] == 'shared'
+    # a second old shared DB, and the aside name already taken: named, and the taken file is not replaced
+    res, r = play(tmp_path, home, [step(db, shared, port, step='undo', unlink=True)], 'undo')
+    assert res.returncode == 0, res.stdout[-4000:]
+    aside_sha = sha(aside)
+    _res, r = play(tmp_path, home, [step(db, shared, port, ignore=True, step='switch', role='base', aside=aside)], 'taken')
+    assert r['failed'] and aside in r['msg'] and 'already exists' in r['msg']
+    assert sha(aside) == aside_sha and not db.is_symlink()
