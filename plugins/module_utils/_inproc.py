@@ -51,9 +51,6 @@ def validate(kwargs, params):
 class SubModule:
     """The part of AnsibleModule this collection's modules use, for a run inside ``parent``'s process."""
 
-    # AnsibleModule's helper that turns u+rw,g-w into a number (a classmethod there)
-    _symbolic_mode_to_octal = AnsibleModule._symbolic_mode_to_octal  # pylint: disable=protected-access
-
     def __init__(self, parent, kwargs, params, check_mode=False):
         self.parent = parent
         self.check_mode = check_mode
@@ -78,6 +75,10 @@ class SubModule:
 
     def get_bin_path(self, *args, **kwargs):
         return self.parent.get_bin_path(*args, **kwargs)
+
+    def _symbolic_mode_to_octal(self, path_stat, symbolic_mode):
+        # AnsibleModule's helper that turns u+rw,g-w into a number (sqlite_backup's mode option)
+        return AnsibleModule._symbolic_mode_to_octal(path_stat, symbolic_mode)  # pylint: disable=protected-access
 
 
 def call(parent, impl, params, check_mode=False):

@@ -191,7 +191,7 @@ sha256:
     - SHA-256 of the file's bytes as this run left them (in check mode, as they are now); empty when the file does not
       exist.
     - A checksum of the whole file, never a value; a rollback record compares it with the file later.
-    - Like every string of a task result, Ansible masks in it any text equal to a O(value) (which is C(no_log)): a
+    - Like every string of a task result, Ansible masks in it any text equal to a O(value) (which is C(no_log)), so a
       value of one or two hex characters (for example V(1)) can turn parts of the digest into C(********). Compute
       the checksum of such a file with M(ansible.builtin.stat) instead.
   returned: always

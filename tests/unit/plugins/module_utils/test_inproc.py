@@ -93,3 +93,19 @@ def test_the_action_resolves_defaults_for_exactly_the_modules_a_step_runs():
     for name, impl in _switch.MODULES.items():
         assert impl.__name__.rsplit('.', 1)[-1] == '_' + name
         assert callable(impl.run) and 'argument_spec' in impl.MODULE_KWARGS
+
+
+def test_file_options_of_a_module_work_in_process(tmp_path):
+    """sqlite_backup's file options (add_file_common_args) are validated and a symbolic mode is applied."""
+    db = tmp_path / 'database.db'
+    with sqlite3.connect(db) as c:
+        c.execute('create table t (x)')
+        c.execute("insert into t values ('a')")
+    c.close()
+    dest = tmp_path / 'copy.db'
+    res = _inproc.call(Parent(), _sqlite_backup, {'path': str(db), 'dest': str(dest), 'mode': 'u=rw,g=r,o='})
+    assert not res.get('failed'), res
+    assert res['changed'] and res['backup_file'] == str(dest) and oct(dest.stat().st_mode & 0o777) == '0o640'
+    with sqlite3.connect(dest) as c:
+        assert c.execute('select x from t').fetchall() == [('a',)]
+    c.close()
