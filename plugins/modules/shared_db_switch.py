@@ -36,8 +36,8 @@ description:
     backs up the new shared database (O(restore_point)) and records the switch in the state file (O(record)).
   - O(step=switch) is O(step=quiesce) followed by O(step=activate) in the same process, the base host's whole window
     from stopping its app to its health being back, with no task (and no wait for the other host) inside it. The
-    bluegreen.dbfix.phase2 role quiesces the other color first (stop, re-check), then switches the base, then
-    activates the other color.
+    bluegreen.dbfix.phase2 role quiesces GREEN first, then switches BLUE (production) in one step, then activates
+    GREEN, whichever of them is the base.
   - O(step=verify) makes sure the app is started and healthy and proves which database it holds, changing nothing
     when it already runs.
   - O(step=undo) puts the app's own database back from its C(.OLD) file when O(unlink=true) (stopping the app first),

@@ -8,6 +8,7 @@
   process): phase 2 rolls back by itself.
 * A row landing in the other color after the analysis: its quiet re-check refuses
   before the base is touched.
+* GREEN as the base (it holds every row of BLUE): GREEN seeds first, BLUE's window is one step.
 * A full disk (a real tmpfs filled to its last block) where phase 2 writes its
   backups: clear failure before any switch, no partial file, nothing changed.
 * pm2's daemon SIGKILLed in the middle of phase 2: a rerun converges.
@@ -19,7 +20,9 @@ this one; shared parts (checks, lock holder, estate set-up): ``_fault_injection.
 """
 from __future__ import annotations
 
+import json
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -80,8 +83,8 @@ def test_locked_db_during_phase2_fails_clearly_and_changes_nothing(fx):
 
 def test_row_landing_in_the_other_color_after_the_analysis_refuses_and_blue_keeps_serving(fx, tmp_path):
     """GREEN's app (the color that is not the base) takes a new row after phase 2's backups and plan, right when
-    its quiesce starts: the quiet re-check finds a row the base's copy lacks and refuses, naming the table. The
-    other color goes first, so BLUE (the base) is never stopped (same pid), nothing is linked, and GREEN is
+    its quiesce starts: the quiet re-check finds a row the base's copy lacks and refuses, naming the table. GREEN
+    goes first, so BLUE (the base) is never stopped (same pid), nothing is linked, and GREEN is
     started again on its own DB, which still holds the new row."""
     estate = fx["estate"]
     H.restore(estate, "pre_phase2")
@@ -95,7 +98,7 @@ def test_row_landing_in_the_other_color_after_the_analysis_refuses_and_blue_keep
         "DBFIX_FAULT_ACTION": f"sql:{green.db_path}",
         "DBFIX_FAULT_SQL": ("INSERT INTO time_entries (user_id, started_at, minutes, note, created_at) "
                             f"VALUES (1, '2026-12-01T07:00:00Z', 5, '{note}', '2026-12-01T07:00:00Z')"),
-        "DBFIX_FAULT_AT_TASK": "Quiesce the other color",
+        "DBFIX_FAULT_AT_TASK": "Quiesce GREEN",
         "DBFIX_FAULT_TRACE": str(tmp_path / "trace.jsonl"),
     }
     run = estate.playbook("phase2.yml", extra_vars=FAST, env=env, log_name="phase2-landed")
@@ -114,6 +117,47 @@ def test_row_landing_in_the_other_color_after_the_analysis_refuses_and_blue_keep
     for h in estate.hosts:
         status, body = h.health()
         assert status == 200 and body["db"] == str(h.db_path), f"{h.name} not back on its own DB: {status} {body}"
+
+
+def test_green_as_base_blue_switched_in_one_step(fx):
+    """GREEN holds every row of BLUE and one more, so GREEN is the base (as in the incident). GREEN is quiesced
+    first (stopped, seeds the shared DB, links) while BLUE serves; BLUE's whole window - stop, re-check against
+    GREEN's copy, link, start, proof - is ONE task; GREEN starts last. Both end on the shared DB with every row."""
+    estate = fx["estate"]
+    H.restore(estate, "pre_phase2")
+    blue, green = estate.host(1, "blue"), estate.host(1, "green")
+    estate.pm2("stop", green.pm2_name)
+    src = sqlite3.connect(f"file:{blue.db_path}?mode=ro", uri=True)
+    dst = sqlite3.connect(green.db_path)
+    try:
+        src.backup(dst)
+        with dst:
+            dst.execute("INSERT INTO time_entries (user_id, started_at, minutes, note, created_at) "
+                        "VALUES (1, '2026-12-01T07:00:00Z', 5, 'only-in-green', '2026-12-01T07:00:00Z')")
+    finally:
+        src.close()
+        dst.close()
+    estate.pm2("restart", green.pm2_name)
+    estate.wait_healthy(timeout=30)
+    blue_rows = H.table_rows(blue.db_path, "time_entries")
+    run = estate.playbook("phase2.yml", extra_vars=FAST, log_name="phase2-green-base")
+    assert run.rc == 0, run.tail(30)
+    report = json.loads(sorted((estate.root / "reports").glob("*-phase2.json"))[-1].read_text())
+    p2 = {h: report["hosts"][h]["phase2"] for h in (blue.name, green.name)}
+    assert p2[blue.name]["plan"]["base"] == "green", p2[blue.name]["plan"]
+    assert any(s.startswith("sqlite_backup: seed") for s in p2[green.name]["steps"]), p2[green.name]["steps"]
+    blue_steps = p2[blue.name]["steps"]
+    # BLUE: stop, re-check against GREEN's copy, link, start and proof in its one switch step
+    for word in ("pm2_service: stop", "sqlite_info: re-check", "shared_db_link: link", "pm2_service: start", "pm2_info: see which files"):
+        assert any(s.startswith(word) for s in blue_steps), (word, blue_steps)
+    shared = Path(os.path.realpath(blue.db_path))
+    assert shared == Path(os.path.realpath(green.db_path)) != blue.db_path
+    assert blue_rows <= H.table_rows(shared, "time_entries")
+    assert H.notes_in(shared, "only-in-green") == {"only-in-green"}
+    estate.wait_healthy(timeout=30)
+    for h in estate.hosts:
+        status, body = h.health()
+        assert status == 200 and body["db"] == str(h.db_path), f"{h.name}: {status} {body}"
 
 
 # --------------------------------------------------------------------------- full disk during a backup
@@ -149,7 +193,7 @@ def test_app_failing_to_start_after_switch_rolls_back(fx, tmp_path):
     """BLUE's port is taken by another process exactly when phase 2 starts BLUE on the shared DB.
 
     The squatter (a listening socket that never answers) lives in a helper process
-    started by the test callback when the task that switches the base (stop, seed, link,
+    started by the test callback when the task that switches BLUE (stop, seed, link,
     start) begins; it binds the port the moment BLUE's stop frees it, and is stopped
     when the rescue begins, so the failure is real (EADDRINUSE, pm2
     restarts the crashing app, the health gate times out) and the rollback's
@@ -163,7 +207,7 @@ def test_app_failing_to_start_after_switch_rolls_back(fx, tmp_path):
         "ANSIBLE_CALLBACK_PLUGINS": str(Path(__file__).resolve().parent / "callback_plugins"),
         "ANSIBLE_CALLBACKS_ENABLED": "dbfix_fault",
         "DBFIX_FAULT_ACTION": f"squat:{blue.port}",
-        "DBFIX_FAULT_AT_TASK": "Switch the base",
+        "DBFIX_FAULT_AT_TASK": "Switch BLUE",
         "DBFIX_FAULT_RELEASE_AT": "phase 2 failed",
         "DBFIX_FAULT_TRACE": str(tmp_path / "trace.jsonl"),
     }
