@@ -104,6 +104,10 @@ run_scenario() {
     else
         echo "test-molecule: scenario $s FAILED in ${secs} s (log: $LOGS/$s.log); its last lines:"
         tail -n 150 "$LOGS/$s.log" | sed "s/^/  [$s] /"
+        # The lines that name the failure, repeated at the end of the stage (CI keeps only the tail of a run).
+        { echo "$s: failure lines of $LOGS/$s.log (fatal, assert, error; last 12):"
+          grep -nE 'fatal: |FAILED!|failed=[1-9]|Assertion|^E  |CRITICAL|ERROR' "$LOGS/$s.log" \
+            | grep -v '\.\.\.ignoring' | tail -n 12 | cut -c1-400 | sed 's/^/    /'; } >>"$digest"
         # Leave no containers behind for the next scenario (same names).
         molecule destroy -s "$s" >>"$LOGS/$s.log" 2>&1 || true
     fi
@@ -137,6 +141,7 @@ for s in "${scenarios[@]}"; do
     if [[ "$(lane_of "$s")" == a || "${DBFIX_MOLECULE_LANES:-2}" == 1 ]]; then lane_a+=("$s"); else lane_b+=("$s"); fi
 done
 results=$(mktemp "$LOGS/results.XXXXXX")
+digest=$(mktemp "$LOGS/digest.XXXXXX")
 run_lane() {
     local s
     for s in "$@"; do run_scenario "$s" "$results"; done
@@ -164,7 +169,9 @@ if ((passed + failed != ${#scenarios[@]})); then
 fi
 
 if ((failed)); then
+    cat "$digest"
     echo "test-molecule: failed: ${failed_names[*]}" >&2
 fi
+rm -f "$digest"
 summary "$passed" "$failed"
 ((failed == 0))

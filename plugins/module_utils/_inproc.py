@@ -81,13 +81,15 @@ class SubModule:
         return AnsibleModule._symbolic_mode_to_octal(path_stat, symbolic_mode)  # pylint: disable=protected-access
 
 
-def call(parent, impl, params, check_mode=False):
+def call(parent, impl, params, check_mode=False, **run_kwargs):
     """Run module ``impl`` (a module_utils ``_<module>`` with MODULE_KWARGS and run) with ``params``; its result.
 
-    A failed module gives a result with ``failed: true`` and ``msg``, as a task would; this never raises for it.
+    ``run_kwargs`` go to ``impl.run`` (what a module offers a caller in the same process, e.g. pm2_service's
+    ``known``/``seen``). A failed module gives a result with ``failed: true`` and ``msg``, as a task would; this
+    never raises for it.
     """
     try:
-        impl.run(SubModule(parent, impl.MODULE_KWARGS, params, check_mode=check_mode))
+        impl.run(SubModule(parent, impl.MODULE_KWARGS, params, check_mode=check_mode), **run_kwargs)
     except ModuleExit as e:
         return e.result
     return {'failed': True, 'msg': '%s ended without a result' % impl.__name__.rsplit('.', 1)[-1]}

@@ -92,6 +92,17 @@ def _short(command, limit=160):
     return command if len(command) <= limit else command[:limit - 3] + '...'
 
 
+def alive(pid, proc_root='/proc'):
+    """Whether process ``pid`` exists and is not a zombie (a zombie holds no files), from /proc."""
+    try:
+        with open(os.path.join(proc_root, str(int(pid)), 'stat'), 'rb') as f:
+            raw = f.read().decode('utf-8', 'replace')
+    except (OSError, ValueError):
+        return False
+    fields = raw[raw.rfind(')') + 2:].split()
+    return bool(fields) and fields[0] not in ('Z', 'X')
+
+
 def children(pid, proc_root='/proc'):
     """``pid`` and every process below it (from each process's ``stat`` parent pid), sorted."""
     parent_of = {}

@@ -76,8 +76,11 @@ MODULE_KWARGS = dict(
 )
 
 
-def run(module):
-    """The module's work for an AnsibleModule (or an _inproc.SubModule) built from MODULE_KWARGS."""
+def run(module, seen=None):
+    """The module's work for an AnsibleModule (or an _inproc.SubModule) built from MODULE_KWARGS.
+
+    ``seen``: a list that receives pm2's whole process list as read here (for a pm2_service call that follows
+    in the same process with no pm2 command in between, as its ``known``)."""
     p = module.params
     home = _pm2.pm2_home(p['pm2_home'])
     result = dict(changed=False, pm2_home=home, daemon_running=False, processes=[], missing=list(p['name']))
@@ -86,6 +89,8 @@ def run(module):
         module.exit_json(**result)
     pm2 = find_pm2(module, p['executable'])
     procs = jlist(module, pm2, home)
+    if seen is not None:
+        seen[:] = procs
     result['daemon_running'] = True
     wanted = set(p['name'])
     result['processes'] = [describe(proc, p['holds'], p['open_files'], p['env_keys']) for proc in procs if not wanted or proc.get('name') in wanted]

@@ -20,7 +20,7 @@ import urllib.parse
 
 from ansible.module_utils.common.text.converters import to_native
 
-from ansible_collections.bluegreen.dbfix.plugins.module_utils import _dotenv, _pm2
+from ansible_collections.bluegreen.dbfix.plugins.module_utils import _dotenv, _openfiles, _pm2
 
 POLL = 0.25
 # Upper bound for every duration option (a day): an infinite or absurd wait is a typo, not a plan.
@@ -82,8 +82,13 @@ def check_health_url(url):
 
 
 class Pm2Service:
-    def __init__(self, module):
+    """One task's work. ``known``: pm2's whole process list (jlist) as the caller read it in this process with no
+    pm2 command since; the task then starts from it instead of asking pm2 again (shared_db_switch: the start
+    after its stop, inside the app's downtime)."""
+
+    def __init__(self, module, known=None):
         self.module = module
+        self.known = known
         p = module.params
         self.p = p
         self.name = p['name']
@@ -315,7 +320,20 @@ class Pm2Service:
                 self.fail(self._crash_msg(procs, 'it did not stay online for %s s within %.0f s' % (self.p['wait'], deadline - start)))
             time.sleep(POLL)
 
-    def verify_stopped(self):
+    def _stopped_by_pid(self, procs, alive_before):
+        """The stopped process list without asking pm2, when /proc proves it: every process of the app (and every
+        child) that lived before the stop is gone now. None when that proof is not there (then pm2 is asked)."""
+        if not procs or not alive_before or any(_openfiles.alive(pid) for pid in alive_before):
+            return None
+        by_id = dict((id(p), dict(p, pid=0, pm2_env=dict(p.get('pm2_env') or {}, status='stopped'))) for p in procs)
+        self.all_procs = [by_id.get(id(p), p) for p in self.all_procs]
+        return [by_id[id(p)] for p in procs]
+
+    def verify_stopped(self, procs=None, alive_before=None):
+        if procs is not None:
+            stopped = self._stopped_by_pid(procs, alive_before)
+            if stopped is not None:
+                return stopped
         procs = self.procs()
         running = [_pm2.summary(p) for p in procs if (p.get('pm2_env') or {}).get('status') != 'stopped']
         if running:
@@ -593,6 +611,9 @@ class Pm2Service:
         if not _pm2.daemon_running(self.home) and (self.module.check_mode or self.p['state'] in ('absent', 'stopped', 'restarted', 'reloaded')):
             # no daemon, no processes: do not let `pm2 jlist` spawn one just to find that out
             procs = []
+        elif self.known is not None:
+            self.all_procs = list(self.known)
+            procs = self.procs(self.all_procs)
         else:
             procs = self.procs()
         action = self.plan(procs)
@@ -616,6 +637,13 @@ class Pm2Service:
             self.check_dump_files()
         before_pids = [s['pid'] for s in (_pm2.summary(p) for p in procs) if s['pid']]
         old_ids = set(_pm2.summary(p)['pm_id'] for p in procs)
+        # A stop is proven from /proc when every pid pm2 named was a live process before it (with its children)
+        # and none is after: one `pm2 jlist` less while the app is down. Otherwise pm2 is asked.
+        alive_before = []
+        if kind == 'stop' and before_pids and len(before_pids) == len(procs):
+            tree = sorted(set(c for pid in before_pids for c in _openfiles.children(pid)))
+            if all(_openfiles.alive(pid) for pid in before_pids):
+                alive_before = tree
         for args, cwd in cmds:
             self.run(args, with_env=with_env, cwd=cwd)
             self.acted = True
@@ -626,7 +654,7 @@ class Pm2Service:
             if self.p['health_url']:
                 health = self.health()
         elif kind == 'stop':
-            procs = self.verify_stopped()
+            procs = self.verify_stopped(procs, alive_before)
         else:
             procs = self.verify_absent(old_ids)
         if self.p['save']:
@@ -664,12 +692,17 @@ MODULE_KWARGS = dict(
 )
 
 
-def run(module):
-    """The module's work for an AnsibleModule (or an _inproc.SubModule) built from MODULE_KWARGS."""
+def run(module, known=None, seen=None):
+    """The module's work for an AnsibleModule (or an _inproc.SubModule) built from MODULE_KWARGS.
+
+    ``known``: see Pm2Service. ``seen``: a list that receives pm2's whole process list as this task last saw it
+    (for the next call in the same process, as its ``known``; only when no pm2 command runs in between)."""
     svc = None
     try:
-        svc = Pm2Service(module)
+        svc = Pm2Service(module, known=known)
         res = svc.apply()
+        if seen is not None:
+            seen[:] = svc.all_procs
     except Exception as e:   # pragma: no cover - last resort, keeps secrets out of the traceback text
         secrets = svc.secrets if svc is not None else set()
         module.fail_json(msg='pm2_service failed for %s: %s' % (module.params['name'], _pm2.redact(to_native(e), secrets)),

@@ -40,7 +40,7 @@ MODULES = {
 PM2 = dict(
     name=dict(type='str', required=True),
     pm2_home=dict(type='path'),
-    executable=dict(type='str', default='pm2'),
+    executable=dict(type='str'),
     script=dict(type='str'),
     cwd=dict(type='path'),
     interpreter=dict(type='str'),
@@ -117,6 +117,7 @@ class Switch:
         self._p = module.params
         self._defaults = module.params.get('sub_defaults') or {}
         self._res = dict(changed=False, step=self._p['step'], role=self._p['role'])
+        self._pm2_seen = None
 
     def run(self):
         p = self._p
@@ -138,7 +139,19 @@ class Switch:
         params = dict(self._defaults.get(name) or {})
         params.update(_clean(args))
         t0 = time.monotonic()
-        res = _inproc.call(self.module, MODULES[name], params)
+        kwargs = {}
+        if name in ('pm2_info', 'pm2_service'):
+            # pm2's process list as the last pm2 call of this step left it: the next pm2_service call starts from
+            # it instead of asking pm2 again (no pm2 command runs in this step but through these two modules). In
+            # the switch window that is one `pm2 jlist` less while the app is down.
+            # The list is only used for the same pm2 (PM2_HOME and executable, module_defaults included).
+            kwargs['seen'] = []
+            pm2_key = (params.get('pm2_home'), params.get('executable'))
+            if name == 'pm2_service' and self._pm2_seen is not None and self._pm2_seen[0] == pm2_key:
+                kwargs['known'] = self._pm2_seen[1]
+        res = _inproc.call(self.module, MODULES[name], params, **kwargs)
+        if kwargs:
+            self._pm2_seen = (pm2_key, kwargs['seen']) if kwargs['seen'] and not res.get('failed') else None
         if res.get('changed'):
             self._res['changed'] = True
         self._res.setdefault('executed', []).append('%s: %s (%.2f s)' % (name, what, time.monotonic() - t0))

@@ -96,9 +96,11 @@ options:
         description: C(PM2_HOME) of the daemon; empty for pm2's default.
         type: path
       executable:
-        description: pm2 command or path.
+        description:
+          - pm2 command or path.
+          - Unset, the step's pm2 calls take it from the play's C(module_defaults) for M(bluegreen.dbfix.pm2_service)
+            and M(bluegreen.dbfix.pm2_info), else C(pm2) from E(PATH).
         type: str
-        default: pm2
       script:
         description: Script pm2 starts when it does not know the app (ignored with O(pm2.ecosystem)).
         type: str

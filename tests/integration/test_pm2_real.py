@@ -296,3 +296,28 @@ def test_ecosystem_without_that_app_fails_clearly(pm2_home, tmp_path):
     eco.write_text("module.exports = { apps: [{ name: 'other', script: %s, args: ['PORT=%d'] }] }\n" % (json.dumps(ECHO), free_port()))
     r = run(base(pm2_home, name='api', ecosystem=str(eco)))
     assert r['failed'] and 'no process named api' in r['msg'] and str(eco) in r['msg']
+
+
+def logging_pm2(tmp_path):
+    """The real pm2 behind a shell shim that appends each call's arguments to a log (to count pm2 calls)."""
+    log = tmp_path / 'pm2-calls.log'
+    shim = tmp_path / 'pm2-logged'
+    shim.write_text('#!/bin/sh\necho "$*" >> %s\nexec %s "$@"\n' % (log, PM2))
+    shim.chmod(0o755)
+    return str(shim), log
+
+
+def test_stop_is_proven_from_proc_without_asking_pm2_again(pm2_home, tmp_path):
+    """pm2 stop ends with the app's processes gone: /proc proves that, so no second `pm2 jlist` follows it."""
+    port = free_port()
+    r = run(base(pm2_home, script=ECHO, env={'PORT': str(port)}))
+    pid = r['pid']
+    assert os.path.exists('/proc/%d' % pid)
+    shim, log = logging_pm2(tmp_path)
+    r = run(base(pm2_home, state='stopped', executable=shim))
+    assert r['changed'] and r['status'] == 'stopped' and r['pid'] is None
+    assert not os.path.exists('/proc/%d' % pid), 'the stopped app still runs'
+    assert jlist(pm2_home)[0]['pm2_env']['status'] == 'stopped'         # pm2 agrees
+    assert log.read_text().splitlines() == ['jlist', 'stop echo']
+    r = run(base(pm2_home, state='stopped', executable=shim))         # stopped already: one look, nothing done
+    assert not r['changed'] and log.read_text().splitlines()[2:] == ['jlist']

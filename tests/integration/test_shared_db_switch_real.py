@@ -53,7 +53,7 @@ def sha(p):
     return hashlib.sha256(Path(p).read_bytes()).hexdigest()
 
 
-def play(tmp_path, home, tasks, name='p'):
+def play(tmp_path, home, tasks, name='p', executable=None):
     """Run ``tasks`` in a play whose module_defaults alone carry pm2_home and the pm2 executable.
 
     The playbook is written as JSON (valid YAML). Returns (completed process, the last task's registered ``r``).
@@ -61,7 +61,7 @@ def play(tmp_path, home, tasks, name='p'):
     out = tmp_path / ('%s.json' % name)
     tasks = [*tasks, {'name': 'Save the result', 'ansible.builtin.copy': {'dest': str(out), 'content': '{{ r | to_json }}'},
                       'when': 'r is defined'}]
-    defaults = {'pm2_home': home, 'executable': str(PM2)}
+    defaults = {'pm2_home': home, 'executable': executable or str(PM2)}
     pb = tmp_path / ('%s.yml' % name)
     pb.write_text(json.dumps([{'hosts': 'localhost', 'gather_facts': False, 'tasks': tasks,
                                'module_defaults': {'bluegreen.dbfix.pm2_service': defaults, 'bluegreen.dbfix.pm2_info': defaults}}]))
@@ -178,3 +178,25 @@ def test_switch_step_moves_an_old_shared_db_aside_with_its_wal(tmp_path, home):
     _res, r = play(tmp_path, home, [step(db, shared, port, ignore=True, step='switch', role='base', aside=aside)], 'taken')
     assert r['failed'] and aside in r['msg'] and 'already exists' in r['msg']
     assert sha(aside) == aside_sha and not db.is_symlink()
+
+
+def test_switch_step_asks_pm2_nothing_between_stop_and_restart(tmp_path, home):
+    """step=switch (the base): while the app is down - from `pm2 stop` to `pm2 restart` - no pm2 call is made (the
+    stop is proven from /proc, the start plans from the list the stop left); the app ends on the shared DB."""
+    port = free_port()
+    db, shared, start = app(tmp_path, 'hold', port)
+    log = tmp_path / 'pm2-calls.log'
+    shim = tmp_path / 'pm2-logged'
+    shim.write_text('#!/bin/sh\necho "$*" >> %s\nexec %s "$@"\n' % (log, PM2))
+    shim.chmod(0o755)
+    res, r = play(tmp_path, home, [start], 'start')
+    assert res.returncode == 0, res.stdout[-4000:]
+    log.unlink(missing_ok=True)
+    res, r = play(tmp_path, home, [step(db, shared, port, step='switch', role='base')], 'switch', executable=str(shim))
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+    calls = log.read_text().splitlines()
+    stop, restart = calls.index('stop holder'), calls.index('restart holder')
+    assert calls[:stop] == ['jlist'] and stop + 1 == restart, calls
+    assert r['stopped']['changed'] and r['seeded']['file'] == str(shared) and r['linked']['changed']
+    assert r['open']['state'] == 'shared' and r['started']['status'] == 'online'
+    assert os.path.realpath(db) == str(shared)

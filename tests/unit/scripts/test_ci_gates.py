@@ -211,3 +211,40 @@ def test_make_test_one_stage_after_the_other_when_asked(tmp_path):
     assert '== molecule: 2 passed, 0 failed, 0 skipped (' in res.stdout
     assert 'started in the background' not in res.stdout
     assert res.stdout.splitlines()[-1] == 'total: 3 passed, 1 failed, 0 skipped'
+
+
+def test_a_failed_scenario_ends_the_molecule_stage_with_its_failure_lines(tmp_path):
+    """CI keeps only the tail of a run: the lines naming a scenario's failure (not a rescued one's ...ignoring,
+    not a passing scenario's) come again right before the stage's summary line. Fake podman set-up, image and
+    `molecule` (a shell script writing an Ansible-like log); the real scripts/test-molecule.sh."""
+    root = tmp_path / 'checkout'
+    (root / 'scripts').mkdir(parents=True)
+    shutil.copy(os.path.join(ROOT, 'scripts', 'test-molecule.sh'), root / 'scripts')
+    (root / 'scripts' / 'podman-setup.sh').write_text('#!/bin/sh\nexit 0\n')
+    (root / 'scripts' / 'build-image.sh').write_text('#!/bin/sh\necho localhost/fake:1\n')
+    venv = tmp_path / 'venv'
+    (venv / 'bin').mkdir(parents=True)
+    (venv / 'bin' / 'molecule').write_text(
+        '#!/bin/sh\n[ "$1" = test ] || exit 0\n'
+        'if [ "$3" = bad ]; then\n'
+        '  echo "fatal: [h]: FAILED! => {\\"msg\\": \\"expected, rescued\\"}"; echo "...ignoring"\n'
+        '  for i in $(seq 1 200); do echo "ok: [h] filler $i"; done\n'
+        '  echo "fatal: [h]: FAILED! => {\\"msg\\": \\"prober through nginx: failed 3\\"}"\n'
+        '  echo "h : ok=5 changed=0 unreachable=0 failed=1"; exit 1\n'
+        'fi\necho "ok: [h]"\n')
+    for name in ('podman-setup.sh', 'build-image.sh'):
+        (root / 'scripts' / name).chmod(0o755)
+    (venv / 'bin' / 'molecule').chmod(0o755)
+    for name in ('good', 'bad'):
+        (root / 'molecule' / name).mkdir(parents=True)
+        (root / 'molecule' / name / 'molecule.yml').write_text('platforms:\n  - name: %s-1\n' % name)
+    res = subprocess.run(['bash', str(root / 'scripts' / 'test-molecule.sh')], capture_output=True, text=True,
+                         env=dict(os.environ, VENV=str(venv), CI='', DBFIX_EMPTY_STORE=''), timeout=120, check=False)
+    lines = res.stdout.splitlines()
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert lines[-1] == 'molecule: 1 passed, 1 failed, 0 skipped', res.stdout
+    end = lines[lines.index(next(x for x in lines if x.startswith('bad: failure lines of '))):]
+    assert len(end) == 5 and 'expected, rescued' in end[1] and '...ignoring' not in ''.join(end), end
+    assert 'prober through nginx: failed 3' in end[2] and 'failed=1' in end[3], end
+    assert not any(x.startswith('good: failure lines') for x in lines), res.stdout
+    assert not list((root / '.cache' / 'molecule-logs').glob('digest.*'))
