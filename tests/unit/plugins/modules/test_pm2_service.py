@@ -10,10 +10,13 @@ unit test); the integration tests see the real one.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import types
 
 import pytest
 
-from ansible_collections.bluegreen.dbfix.plugins.module_utils import _pm2
+from ansible_collections.bluegreen.dbfix.plugins.module_utils import _pm2, _pm2_service
 from ansible_collections.bluegreen.dbfix.plugins.modules import pm2_service
 from ansible_collections.bluegreen.dbfix.tests.unit.plugins.modules._modrun import module_runner
 
@@ -182,3 +185,35 @@ def test_bad_arguments_fail_before_pm2_is_run(tmp_path, args, needle):
     r = run(dict(args, executable=exe, pm2_home=str(tmp_path / 'home')))
     assert r['failed'] and needle in r['msg'] and 'exception' not in r
     assert not (tmp_path / 'ran').exists() and not (tmp_path / 'home').exists()
+
+
+# The stop proven from /proc (Pm2Service._stopped_by_pid), on real processes: when the proof is not there, the
+# caller must fall back to asking pm2 (None), never report a still running app as stopped.
+
+def _stop_proof(procs, all_procs, alive_before):
+    svc = types.SimpleNamespace(all_procs=list(all_procs))
+    return _pm2_service.Pm2Service._stopped_by_pid(svc, procs, alive_before), svc.all_procs
+
+
+def _proc(name, pid):
+    return {'name': name, 'pid': pid, 'pm_id': pid, 'pm2_env': {'status': 'online', 'pm_id': pid}}
+
+
+def test_stop_proof_needs_every_process_gone():
+    gone = subprocess.Popen([sys.executable, '-c', 'pass'])
+    gone.wait()
+    alive = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])
+    try:
+        app, other = _proc('api', gone.pid), _proc('other', alive.pid)
+        # one process of the tree still runs (a child that outlived the stop, a reused pid): no proof
+        assert _stop_proof([app], [app, other], [gone.pid, alive.pid])[0] is None
+        # nothing known alive before the stop (e.g. /proc hides other users' processes): no proof either
+        assert _stop_proof([app], [app, other], [])[0] is None
+        assert _stop_proof([], [other], [gone.pid])[0] is None
+        # every process gone: stopped without asking pm2; other apps in the whole list are kept as they were
+        stopped, all_procs = _stop_proof([app], [app, other], [gone.pid])
+        assert stopped == [dict(app, pid=0, pm2_env=dict(app['pm2_env'], status='stopped'))]
+        assert all_procs == [stopped[0], other] and app['pm2_env']['status'] == 'online'   # input not changed
+    finally:
+        alive.kill()
+        alive.wait()

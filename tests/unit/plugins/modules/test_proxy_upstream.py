@@ -8,6 +8,7 @@ import hashlib
 import http.server
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -79,7 +80,13 @@ def test_four_steps_then_switch_with_watch(ng):
     assert not run(a, check=True)['changed']
     r = run(a)
     assert not r['changed'] and not r['reloaded']
+    # `nginx -s reload` only signals the master: the new listener on PORT is bound a moment later (seen once in a
+    # loaded `make test`: connection refused right after the module returned). Wait for it, 10 s at most.
+    deadline = time.monotonic() + 10
     s = _proxy.probe('127.0.0.1', port, '/')
+    while s['status'] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        s = _proxy.probe('127.0.0.1', port, '/')
     assert s['status'] == 200 and s['color'] in ('blue', '')  # the old generation may still answer for a moment
     # Switch to "green" (the same good backend on another address is not possible, so route to it as green).
     green = {'color': 'green', 'host': 'localhost', 'port': good}
