@@ -103,6 +103,21 @@ def alive(pid, proc_root='/proc'):
     return bool(fields) and fields[0] not in ('Z', 'X')
 
 
+def start_time(pid, proc_root='/proc'):
+    """When process ``pid`` started (clock ticks since boot, field 22 of /proc/PID/stat), or None when it is gone,
+    a zombie or cannot be read. With the pid it names one process: a pid taken again by a new process has a later
+    start time."""
+    try:
+        with open(os.path.join(proc_root, str(int(pid)), 'stat'), 'rb') as f:
+            raw = f.read().decode('utf-8', 'replace')
+    except (OSError, ValueError):
+        return None
+    fields = raw[raw.rfind(')') + 2:].split()
+    if len(fields) < 20 or fields[0] in ('Z', 'X') or not fields[19].isdigit():
+        return None
+    return int(fields[19])
+
+
 def children(pid, proc_root='/proc'):
     """``pid`` and every process below it (from each process's ``stat`` parent pid), sorted."""
     parent_of = {}

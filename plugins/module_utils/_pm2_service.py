@@ -271,13 +271,45 @@ class Pm2Service:
                 'shows as ********):\n%s\nFix the cause shown in the log, then run the task again.'
                 % (self.name, why, s['status'], s['restarts'], s.get('err_log') or '(none)', log))
 
-    def wait_stable(self, before_pids=None):
-        """Wait until the process stays online for ``wait`` seconds; with ``before_pids``, also require new pids."""
+    def wait_ready(self, before_pids=None):
+        """Online (after a restart or reload: with new pids), healthy when ``health_url`` is set, and online for
+        ``wait`` seconds; returns ``(procs, health result or None)``.
+
+        pm2 is asked until the app is online; the health check then runs inside the stability window instead of
+        after it, and /proc closes the window: every pid pm2 named still runs with the start time it had, so pm2
+        neither restarted nor stopped it (a restart is a new process). While the health check polls, a pid that
+        is gone ends it at once and pm2 is asked what happened (the crash message). Where /proc cannot tell (a
+        process hidden from this user), pm2 is asked after the wait, and the health check follows as before."""
+        procs, ref, since, up = self.wait_stable(before_pids, online_only=True)
+        pids = [pid for _pm, pid, _restarts in ref]
+        born = dict((pid, _openfiles.start_time(pid)) for pid in pids)
+        if not self.p['health_url'] or not all(born.values()):
+            procs = self.wait_stable(before_pids, ref=ref, since=since, up=up)
+            return procs, (self.health() if self.p['health_url'] else None)
+
+        def same():
+            return all(_openfiles.start_time(pid) == born[pid] for pid in pids)
+
+        def watch():
+            if not same():   # pm2 says what happened (it restarted, stopped or errored) and the task fails
+                self.wait_stable(before_pids, ref=ref, since=since, up=up)
+        health = self.health(watch=watch)
+        rest = max(0.0, float(self.p['wait'])) - up - (time.monotonic() - since)
+        if rest > 0:
+            time.sleep(rest + 0.02)
+        if same():
+            return procs, health
+        return self.wait_stable(before_pids, ref=ref, since=since, up=up), health
+
+    def wait_stable(self, before_pids=None, online_only=False, ref=None, since=None, up=0.0):
+        """Wait until the process stays online for ``wait`` seconds; with ``before_pids``, also require new pids.
+
+        ``online_only``: return ``(procs, ref, since, up)`` as soon as pm2 shows it online (``ref``: its
+        (pm_id, pid, restarts), ``since``: when that was seen, ``up``: its uptime then). Given ``ref``/``since``/
+        ``up`` from such a call, the wait goes on from there: any change since is a failure."""
         seconds = max(0.0, float(self.p['wait']))
-        start = time.monotonic()
+        start = time.monotonic() if since is None else since
         deadline = start + seconds + max(10.0, seconds)
-        ref = None
-        since = None
         while True:
             asked_ms = int(time.time() * 1000)
             procs = self.procs()
@@ -300,6 +332,8 @@ class Pm2Service:
                         self.fail('pm2 reported %s done, but process %s still runs with pid %s from before: it was not '
                                   'restarted. Check `pm2 logs %s` and the pm2 daemon log (PM2_HOME=%s/pm2.log).'
                                   % (', '.join(self.commands), self.name, ', '.join(str(k) for k in kept), self.name, self.home))
+                    if online_only:
+                        return procs, ref, since, min(s['uptime_ms'] for s in sums) / 1000.0
                 elif key != ref:
                     self.fail(self._crash_msg(procs, 'it restarted (new pid or restart count) %.1f s after coming online' % (now - since)))
                 # How long it has been online by pm2's own clock (at the moment we asked), or since we first saw it:
@@ -411,7 +445,9 @@ class Pm2Service:
                 conn.close()
         return status, b'(more than 5 redirects)'
 
-    def health(self):
+    def health(self, watch=None):
+        """Poll ``health_url`` until it answers ``health_status`` (and ``health_body_regex``) or ``health_timeout``
+        passes. ``watch`` is called before every attempt; it may end the task (the process died meanwhile)."""
         url = self.p['health_url']
         want = self.p['health_status']
         timeout = float(self.p['health_timeout'])
@@ -428,6 +464,8 @@ class Pm2Service:
             # (the first attempt gets at least one second, so health_timeout=0 still asks once)
             attempt_deadline = max(deadline, time.monotonic() + 1.0) if first else deadline
             first = False
+            if watch is not None:
+                watch()
             try:
                 status, body = self._probe(url, attempt_deadline)
             except (OSError, http.client.HTTPException, ValueError) as e:
@@ -620,11 +658,12 @@ class Pm2Service:
         state = self.p['state']
         runs = state in ('started', 'restarted', 'reloaded')
         if action is None:
+            health = None
             if runs:
-                procs = self.wait_stable()   # pm2's "online" proves nothing: check that it stays up
+                procs, health = self.wait_ready()   # pm2's "online" proves nothing: check that it stays up
             res = self.result(procs, False)
-            if runs and self.p['health_url']:
-                res['health'] = self.health()
+            if health is not None:
+                res['health'] = health
             return res
         kind, cmds, with_env = action
         if self.module.check_mode:
@@ -650,9 +689,7 @@ class Pm2Service:
         health = None
         if runs:
             # every start path ends with proof: online, stable, and (restart/reload) new pids
-            procs = self.wait_stable(before_pids if kind in ('restart', 'reload') else None)
-            if self.p['health_url']:
-                health = self.health()
+            procs, health = self.wait_ready(before_pids if kind in ('restart', 'reload') else None)
         elif kind == 'stop':
             procs = self.verify_stopped(procs, alive_before)
         else:

@@ -130,12 +130,17 @@ options:
       - Seconds the process must stay C(online) with the same pid and restart count before the module returns
         (after V(started), V(restarted) and V(reloaded); also checked for an already online process). From 0 to 86400.
       - V(0) only waits until pm2 reports C(online).
+      - With O(health_url) the health check runs inside this wait, not after it; the module returns once both
+        hold. The end of the wait is checked in C(/proc) (every pid pm2 named still runs, with the start time it
+        had); where C(/proc) cannot show that, pm2 is asked again.
     type: float
     default: 2
   health_url:
     description:
-      - An HTTP(S) URL polled from the managed host (no proxy) after the process is stable, until it answers with
-        O(health_status) or O(health_timeout) passes. Other schemes, and URLs with white space, are refused.
+      - An HTTP(S) URL polled from the managed host (no proxy) once pm2 shows the process online, until it answers
+        with O(health_status) or O(health_timeout) passes; the process must also stay up for O(wait) seconds. When
+        the process exits while the URL is polled, the task fails at once with its error log.
+        Other schemes, and URLs with white space, are refused.
     type: str
   health_status:
     description:

@@ -24,6 +24,7 @@ from _pm2_helpers import kill_home, private_home, require_tools
 from ansible.module_utils.common import warnings as _warnings
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.bluegreen.dbfix.plugins.module_utils import _openfiles
 from ansible_collections.bluegreen.dbfix.plugins.modules import pm2_service
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -189,6 +190,42 @@ def test_crash_loop_is_caught_with_error_log_and_no_secret(pm2_home):
 def test_app_that_exits_at_once_is_caught(pm2_home):
     r = run(base(pm2_home, name='exits', script=CRASH, env={'CRASH_AFTER_MS': '0'}, wait=2))
     assert r['failed'] and 'exits is not staying up' in r['msg']
+
+
+def test_healthy_app_that_dies_inside_the_wait_fails(pm2_home):
+    """The health check runs inside the stability window: an app that answers healthy at once and exits 0.8 s later
+    (pm2 restarts it) must still fail the task - /proc shows its pid gone, pm2 is asked and names the restart."""
+    port = free_port()
+    r = run(base(pm2_home, script=ECHO, args=['PORT=%d' % port, 'EXIT_AFTER_MS=800'], wait=3,
+                 health_url='http://127.0.0.1:%d/health' % port, health_timeout=20))
+    assert r['failed'] and 'echo is not staying up' in r['msg'], r
+    assert 'restarted' in r['msg'] or 'left the online state' in r['msg'] or 'errored' in r['msg'], r['msg']
+    assert 'exiting as EXIT_AFTER_MS asks' in r['msg']        # its error log tail
+
+
+def test_crash_loop_with_a_health_url_is_a_crash_not_a_health_timeout(pm2_home):
+    """An app that dies before it ever answers ends the health poll when /proc shows its pid gone: the message is
+    the crash (with its log), not "did not answer within health_timeout" 60 s later."""
+    closed = free_port()
+    r = run(base(pm2_home, name='crashy', script=CRASH, env={'CRASH_AFTER_MS': '300'}, wait=1,
+                 health_url='http://127.0.0.1:%d/health' % closed, health_timeout=60))
+    assert r['failed'] and 'crashy is not staying up' in r['msg'], r
+    assert 'health check' not in r['msg']
+    assert 'crash.js: fatal: cannot open database' in r['msg']
+
+
+def test_without_proc_the_wait_asks_pm2_then_checks_health(pm2_home, monkeypatch):
+    """Where /proc cannot show the app's start time (a process hidden from this user by hidepid; cannot be set up
+    here without remounting /proc, so start_time is patched to say "unknown"), pm2 is asked after the wait and
+    the health check follows: a healthy app passes, an app that exits inside the wait fails."""
+    monkeypatch.setattr(_openfiles, 'start_time', lambda pid, proc_root='/proc': None)
+    port = free_port()
+    r = run(base(pm2_home, script=ECHO, args=['PORT=%d' % port], wait=0.5,
+                 health_url='http://127.0.0.1:%d/health' % port, health_timeout=20))
+    assert r['changed'] and not r.get('failed') and r['health']['status'] == 200, r
+    r = run(base(pm2_home, name='dies', script=ECHO, args=['PORT=%d' % free_port(), 'EXIT_AFTER_MS=300'], wait=2,
+                 health_url='http://127.0.0.1:%d/health' % port, health_timeout=20))
+    assert r['failed'] and 'dies is not staying up' in r['msg'], r
 
 
 def test_health_gate_passes_after_warm_up(pm2_home):

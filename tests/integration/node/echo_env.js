@@ -3,6 +3,7 @@
 //   GET /env/NAME -> {"name": NAME, "value": process.env[NAME] ?? null}
 //   GET /health   -> HEALTH_STATUS (default 200) once $HEALTH_DELAY_MS have passed since start, 503 before
 //   GET /pid      -> {"pid": process.pid}
+// With EXIT_AFTER_MS it exits (status 1) that long after its start: healthy first, then gone.
 'use strict'
 const http = require('http')
 const started = Date.now()
@@ -14,6 +15,7 @@ const port = Number(conf.PORT)
 if (!port) { console.error('echo_env: PORT is not set'); process.exit(2) }
 const delay = Number(conf.HEALTH_DELAY_MS || 0)
 const healthStatus = Number(conf.HEALTH_STATUS || 200)
+if (conf.EXIT_AFTER_MS) setTimeout(() => { console.error('echo_env: exiting as EXIT_AFTER_MS asks'); process.exit(1) }, Number(conf.EXIT_AFTER_MS))
 http.createServer((req, res) => {
   res.setHeader('content-type', 'application/json')
   if (req.url.startsWith('/env/')) {

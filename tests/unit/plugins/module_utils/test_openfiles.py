@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""_openfiles.alive and children, on real processes (pm2_service proves a stop with them: a wrong "gone" would
+"""_openfiles.alive, start_time and children, on real processes (pm2_service proves a stop with them: a wrong "gone" would
 let the switch go on while the app still writes its own DB)."""
 
 from __future__ import annotations
@@ -57,3 +57,30 @@ def test_children_finds_the_whole_tree():
         p.kill()
         p.wait()
         subprocess.run(['kill', str(grandchild)], check=False)
+
+
+def test_start_time_names_one_process():
+    """start_time: stable for a running process, different for a later process, None once it is gone, a zombie,
+    or unreadable (pm2_service's wait trusts /proc only when it gives an answer)."""
+    me = _openfiles.start_time(os.getpid())
+    assert isinstance(me, int) and me == _openfiles.start_time(os.getpid())
+    with open('/proc/self/stat') as f:
+        assert me == int(f.read().rsplit(')', 1)[1].split()[19])
+    p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'])
+    try:
+        child = _openfiles.start_time(p.pid)
+        assert child is not None and child >= me
+    finally:
+        p.kill()
+        p.wait()
+    assert _openfiles.start_time(p.pid) is None
+    assert _openfiles.start_time('not-a-pid') is None
+    assert _openfiles.start_time(os.getpid(), proc_root='/nonexistent') is None
+    z = subprocess.Popen([sys.executable, '-c', 'pass'])
+    deadline = time.monotonic() + 10
+    while _openfiles.alive(z.pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        assert os.path.exists('/proc/%d' % z.pid) and _openfiles.start_time(z.pid) is None   # a zombie
+    finally:
+        z.wait()
